@@ -1,0 +1,74 @@
+"""Load fairseq checkpoints on torch >= 2.6 without switching weights-only loading off.
+
+torch >= 2.6 unpickles with ``weights_only=True`` by default and refuses every global it does not know; fairseq's
+``checkpoint_utils`` calls ``torch.load`` without ``weights_only``, so ``--restore-file`` and hub loading fail on
+``argparse.Namespace``.  Instead of ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (which makes every ``torch.load`` in the
+process a full unpickler), we allow-list exactly the plain-data classes that fairseq writes into its checkpoints:
+``argparse.Namespace`` (legacy args), the OmegaConf containers of ``cfg``, and the numpy scalar/dtype types that
+fairseq's meters and data iterators store.  None of them runs code on unpickling.
+
+Trust model: a checkpoint from an unknown source that needs *other* globals still fails to load, with torch's error
+naming the global.  Loading such a file with ``weights_only=False`` executes arbitrary code: only do it for files you
+would run as a program.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import logging
+import typing
+
+logger = logging.getLogger(__name__)
+
+_INSTALLED = False
+
+
+def fairseq_checkpoint_globals() -> list:
+    """The classes (plain data, no code) that fairseq checkpoints pickle."""
+    import numpy as np
+    from omegaconf import DictConfig, ListConfig
+    from omegaconf.base import ContainerMetadata, Metadata
+    from omegaconf.nodes import AnyNode, BooleanNode, EnumNode, FloatNode, IntegerNode, StringNode
+
+    allowed: list = [
+        argparse.Namespace,
+        collections.defaultdict,
+        collections.OrderedDict,
+        typing.Any,
+        dict,
+        list,
+        int,
+        float,
+        str,
+        bool,
+        DictConfig,
+        ListConfig,
+        ContainerMetadata,
+        Metadata,
+        AnyNode,
+        BooleanNode,
+        EnumNode,
+        FloatNode,
+        IntegerNode,
+        StringNode,
+        np.dtype,
+        np.ndarray,
+        np.core.multiarray.scalar if hasattr(np, "core") else np._core.multiarray.scalar,
+        np._core.multiarray._reconstruct,
+    ]
+    # numpy >= 1.25 pickles dtypes by their concrete class (numpy.dtypes.Float64DType, ...)
+    allowed += [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
+    return allowed
+
+
+def install() -> None:
+    """Allow-list the fairseq checkpoint globals for ``torch.load(weights_only=True)`` (idempotent)."""
+    global _INSTALLED
+    if _INSTALLED:
+        return
+    import torch
+
+    if hasattr(torch.serialization, "add_safe_globals"):
+        torch.serialization.add_safe_globals(fairseq_checkpoint_globals())
+    _INSTALLED = True

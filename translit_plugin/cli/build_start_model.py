@@ -1,0 +1,40 @@
+"""``translit-ppa build-start-model``: sentencepiece on local text + a random XLM-R, saved as an HF checkpoint.
+
+Inputs: one or more text files (one sentence per line).  Output: an HF model directory that ``translit-ppa convert``
+takes like any Glot500 / XLM-R checkpoint.  For the offline demo and tests; real runs start from Glot500.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--text", nargs="+", required=True, help="text files (one sentence per line) for sentencepiece")
+    parser.add_argument("--output", required=True, help="HF checkpoint directory to write")
+    parser.add_argument("--vocab-size", type=int, default=8000, help="sentencepiece pieces (default: %(default)s)")
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--ffn", type=int, default=128)
+    parser.add_argument("--max-positions", type=int, default=512)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--force", action="store_true", help="overwrite an existing output directory")
+
+
+def run(args: argparse.Namespace) -> int:
+    from translit_plugin.start_model import build_random_xlmr, train_sentencepiece
+
+    out = Path(args.output)
+    if out.exists() and any(out.iterdir()) and not args.force:
+        print(f"error: {out} exists and is not empty; pass --force to overwrite", file=sys.stderr)
+        return 1
+    out.mkdir(parents=True, exist_ok=True)
+    spm_path = train_sentencepiece(args.text, out / "sentencepiece.bpe.model", args.vocab_size, seed=args.seed)
+    build_random_xlmr(
+        spm_path, out, args.layers, args.hidden, args.heads, args.ffn, args.max_positions, seed=args.seed
+    )
+    print(f"wrote {out}")
+    return 0

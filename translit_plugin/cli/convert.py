@@ -1,0 +1,37 @@
+"""``translit-ppa convert``: HF XLM-R / Glot500 checkpoint -> fairseq model directory.
+
+Input: an HF checkpoint directory (``config.json``, weights, ``sentencepiece.bpe.model``) or, online, a hub name such
+as ``cis-lmu/glot500-base``.  Output: ``model.pt``, ``dict.txt``, ``sentencepiece.bpe.model``, ``conversion.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", help="HF checkpoint directory or hub name (e.g. cis-lmu/glot500-base)")
+    parser.add_argument("output", help="fairseq model directory to create")
+    parser.add_argument("--arch", default="translit_roberta_base", help="registered arch name (default: %(default)s)")
+    parser.add_argument("--force", action="store_true", help="replace an existing output directory")
+    parser.add_argument("--no-parity-check", action="store_true", help="skip running HF and fairseq side by side")
+    parser.add_argument("--seed", type=int, default=0, help="seed for a new LM head (bare encoders only)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from translit_plugin.convert import ConversionError, convert_hf_to_fairseq
+
+    try:
+        out = convert_hf_to_fairseq(
+            args.source, args.output, force=args.force, arch=args.arch,
+            check_parity=not args.no_parity_check, seed=args.seed,
+        )  # fmt: skip
+    except (ConversionError, FileExistsError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,166 @@
+"""``translit_roberta``: fairseq RoBERTa that computes exactly what HF ``XLMRobertaForMaskedLM`` computes.
+
+Differences from fairseq's own ``roberta`` model, all needed to be the *same network* as the HF checkpoint users start
+from (Glot500 / XLM-R):
+
+* The embedding output at padding positions is not zeroed (fairseq's ``TransformerEncoder`` zeroes it; HF does not),
+  so every hidden state equals HF's, padding included.
+* Position ids may be given explicitly (``positions=``), for the TLM ablation that restarts positions for the second
+  segment.
+* HF adds ``token_type_embeddings[0]`` to every token; conversion folds that row into every position row (exact for
+  the outputs).  The folded row is kept in the buffer ``encoder.folded_token_type`` so ``export-hf`` can split it out
+  again.
+* ``extra["inner_states"]`` is always T x B x C, ``[0]`` = embedding output, ``[k]`` = output of layer ``k``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from fairseq import utils
+from fairseq.models import register_model, register_model_architecture
+from fairseq.models.roberta.model import RobertaEncoder, RobertaModel, base_architecture
+from torch import Tensor
+
+logger = logging.getLogger(__name__)
+
+
+class TranslitRobertaEncoder(RobertaEncoder):
+    """RoBERTa encoder with HF-identical embeddings, optional explicit positions and a token-type buffer."""
+
+    def __init__(self, args, dictionary) -> None:
+        super().__init__(args, dictionary)
+        # The HF token-type row folded into the position rows at conversion (zeros for models trained from scratch).
+        self.register_buffer("folded_token_type", torch.zeros(args.encoder_embed_dim), persistent=True)
+
+    def embed(self, src_tokens: Tensor, positions: Tensor | None = None) -> Tensor:
+        """B x T token ids -> B x T x C embedding output (before dropout), HF semantics."""
+        enc = self.sentence_encoder
+        x = enc.embed_scale * enc.embed_tokens(src_tokens)
+        if enc.embed_positions is not None:
+            if positions is None:
+                x = x + enc.embed_positions(src_tokens)
+            else:
+                if positions.shape != src_tokens.shape:
+                    raise ValueError(f"positions {tuple(positions.shape)} != src_tokens {tuple(src_tokens.shape)}")
+                # LearnedPositionalEmbedding.forward builds positions itself; index the table directly instead.
+                x = x + torch.nn.functional.embedding(positions, enc.embed_positions.weight)
+        if enc.layernorm_embedding is not None:
+            x = enc.layernorm_embedding(x)
+        return x
+
+    def extract_features(
+        self,
+        src_tokens: Tensor,
+        return_all_hiddens: bool = False,
+        positions: Tensor | None = None,
+        **unused,
+    ):
+        enc = self.sentence_encoder
+        padding_mask = src_tokens.eq(self.dictionary.pad())  # B x T
+        has_pads = bool(padding_mask.any())
+        x = enc.dropout_module(self.embed(src_tokens, positions))
+        if enc.quant_noise is not None:
+            x = enc.quant_noise(x)
+        x = x.transpose(0, 1)  # B x T x C -> T x B x C
+        inner_states = [x] if return_all_hiddens else None
+        for layer in enc.layers:
+            x = layer(x, encoder_padding_mask=padding_mask if has_pads else None)
+            if isinstance(x, tuple):  # layers built with return_fc give (x, fc_result)
+                x = x[0]
+            if return_all_hiddens:
+                inner_states.append(x)
+        if enc.layer_norm is not None:
+            x = enc.layer_norm(x)
+            if return_all_hiddens:
+                inner_states[-1] = x
+        features = x.transpose(0, 1)  # T x B x C -> B x T x C
+        return features, {"inner_states": inner_states}
+
+    def forward(
+        self,
+        src_tokens: Tensor,
+        features_only: bool = False,
+        return_all_hiddens: bool = False,
+        masked_tokens: Tensor | None = None,
+        positions: Tensor | None = None,
+        **unused,
+    ):
+        x, extra = self.extract_features(src_tokens, return_all_hiddens=return_all_hiddens, positions=positions)
+        if not features_only:
+            x = self.output_layer(x, masked_tokens=masked_tokens)
+        return x, extra
+
+
+@register_model("translit_roberta")
+class TranslitRobertaModel(RobertaModel):
+    """XLM-R / Glot500 encoder for transliteration-based post-training (see module docstring)."""
+
+    @classmethod
+    def hub_models(cls) -> dict:
+        return {}
+
+    @classmethod
+    def build_model(cls, args, task):
+        from omegaconf import OmegaConf
+
+        if OmegaConf.is_config(args):
+            OmegaConf.set_struct(args, False)
+        translit_roberta_base(args)
+        if not utils.safe_hasattr(args, "max_positions"):
+            if not utils.safe_hasattr(args, "tokens_per_sample"):
+                args.tokens_per_sample = task.max_positions()
+            args.max_positions = args.tokens_per_sample
+        if getattr(args, "encoder_normalize_before", False):
+            raise ValueError("translit_roberta reproduces XLM-R (post-LN); --encoder-normalize-before is not supported")
+        encoder = TranslitRobertaEncoder(args, task.source_dictionary)
+        if OmegaConf.is_config(args):
+            OmegaConf.set_struct(args, True)
+        return cls(args, encoder)
+
+    def forward(
+        self,
+        src_tokens: Tensor,
+        features_only: bool = False,
+        return_all_hiddens: bool = False,
+        classification_head_name: str | None = None,
+        **kwargs,
+    ):
+        return super().forward(src_tokens, features_only, return_all_hiddens, classification_head_name, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, model_name_or_path: str, checkpoint_file: str = "model.pt", **kwargs):
+        """Load a model directory made by ``translit-ppa convert`` (or a training run) as a hub interface."""
+        from translit_plugin.hub import from_pretrained
+
+        return from_pretrained(model_name_or_path, checkpoint_file=checkpoint_file, **kwargs)
+
+
+@register_model_architecture("translit_roberta", "translit_roberta_base")
+def translit_roberta_base(args) -> None:
+    """XLM-R / Glot500 base: 12 layers, 768 hidden, 12 heads, FFN 3072, GELU, post-LN, 512 positions."""
+    args.max_positions = getattr(args, "max_positions", 512)
+    args.activation_fn = getattr(args, "activation_fn", "gelu")
+    args.untie_weights_roberta = getattr(args, "untie_weights_roberta", False)
+    base_architecture(args)
+
+
+@register_model_architecture("translit_roberta", "translit_roberta_large")
+def translit_roberta_large(args) -> None:
+    """XLM-R large: 24 layers, 1024 hidden, 16 heads, FFN 4096."""
+    args.encoder_layers = getattr(args, "encoder_layers", 24)
+    args.encoder_embed_dim = getattr(args, "encoder_embed_dim", 1024)
+    args.encoder_ffn_embed_dim = getattr(args, "encoder_ffn_embed_dim", 4096)
+    args.encoder_attention_heads = getattr(args, "encoder_attention_heads", 16)
+    translit_roberta_base(args)
+
+
+@register_model_architecture("translit_roberta", "translit_roberta_tiny")
+def translit_roberta_tiny(args) -> None:
+    """Tests and the CPU demo: 2 layers, 64 hidden, 4 heads, FFN 128."""
+    args.encoder_layers = getattr(args, "encoder_layers", 2)
+    args.encoder_embed_dim = getattr(args, "encoder_embed_dim", 64)
+    args.encoder_ffn_embed_dim = getattr(args, "encoder_ffn_embed_dim", 128)
+    args.encoder_attention_heads = getattr(args, "encoder_attention_heads", 4)
+    translit_roberta_base(args)

@@ -139,8 +139,10 @@ class TranslitRobertaModel(RobertaModel):
 
 @register_model_architecture("translit_roberta", "translit_roberta_base")
 def translit_roberta_base(args) -> None:
-    """XLM-R / Glot500 base: 12 layers, 768 hidden, 12 heads, FFN 3072, GELU, post-LN, 512 positions."""
-    args.max_positions = getattr(args, "max_positions", 512)
+    """XLM-R / Glot500 base: 12 layers, 768 hidden, 12 heads, FFN 3072, GELU, post-LN.
+
+    Positions: ``--max-positions`` if given, else the task's ``--tokens-per-sample`` (512 for XLM-R / Glot500).
+    """
     args.activation_fn = getattr(args, "activation_fn", "gelu")
     args.untie_weights_roberta = getattr(args, "untie_weights_roberta", False)
     base_architecture(args)

@@ -1,0 +1,120 @@
+"""``translit-ppa evaluate TASK``: evaluate models by the paper's protocol; results go to a resumable JSONL file.
+
+Tasks and the data layout each reads (``--data-dir``):
+
+- ``retrieval`` (``--dataset sr-b`` or ``tatoeba``): ``bible.{L}-eng_Latn.{L}`` / ``.eng_Latn`` (``tatoeba.`` prefix)
+- ``taxi1500``: ``860_{L}_train.tsv``, ``{L}_dev.tsv``, ``{L}_test.tsv``
+- ``sib200``: ``{L}/{train,dev,test}.tsv``
+- ``ner``, ``pos``: ``{split}-{L}.tsv`` + ``labels.txt``
+
+Output: one JSON line per (model, task, source, target, seed) in ``--output``; rerunning with the same options skips
+what is done. Models: ``[NAME=]PATH`` with PATH a model directory, a fairseq checkpoint or an HF directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+TASKS = ("retrieval", "taxi1500", "sib200", "ner", "pos")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("task", choices=TASKS, help="what to evaluate")
+    parser.add_argument("--models", nargs="+", required=True, metavar="[NAME=]PATH",
+                        help="models: model directory, fairseq checkpoint .pt or HF directory (converted on the fly)")
+    parser.add_argument("--data-dir", required=True, type=Path, help="dataset directory (layout per task, see above)")
+    parser.add_argument("--output", "-o", required=True, type=Path, help="results JSONL (appended; a rerun resumes)")
+    parser.add_argument("--dataset", choices=("sr-b", "tatoeba"), default="sr-b",
+                        help="retrieval dataset: file prefix bible. (sr-b) or tatoeba. (default: %(default)s)")
+    parser.add_argument("--prefix", default=None, help="retrieval: override the file prefix (default from --dataset)")
+    parser.add_argument("--sources", nargs="+", default=["eng_Latn"],
+                        help="source languages (transfer / retrieval pivot) (default: %(default)s)")
+    parser.add_argument("--targets", nargs="+", default=None, help="target languages (default: every language found)")
+    parser.add_argument("--langs-file", type=Path, default=None,
+                        help="restrict targets to a 'lang_Script<TAB>0|1' list (see --langs-flag)")
+    parser.add_argument("--langs-flag", type=int, choices=(0, 1), default=None,
+                        help="with --langs-file: keep only languages with this flag")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44, 45, 46],
+                        help="fine-tuning seeds (default: %(default)s); ignored for retrieval")
+    g = parser.add_argument_group("embeddings (retrieval)")
+    g.add_argument("--layer", type=int, default=8, help="hidden layer (0 = embeddings) (default: %(default)s)")
+    g.add_argument("--pooling", choices=("mean", "cls"), default="mean", help="(default: %(default)s)")
+    g.add_argument("--embed-batch-size", type=int, default=128, help="(default: %(default)s)")
+    g.add_argument("--embed-max-length", type=int, default=512, help="tokens incl. <s>, </s> (default: %(default)s)")
+    g = parser.add_argument_group("fine-tuning (defaults: the paper's per-task settings)")
+    g.add_argument("--max-epochs", type=int, default=None, help="taxi1500/sib200 40, ner 5, pos 10")
+    g.add_argument("--lr", type=float, default=None, help="classification 1e-5, tagging 2e-5")
+    g.add_argument("--batch-size", type=int, default=None, help="32")
+    g.add_argument("--grad-accum", type=int, default=None, help="classification 1, tagging 2")
+    g.add_argument("--max-length", type=int, default=None, help="taxi1500 100, sib200 160, ner/pos 256")
+    g.add_argument("--patience", type=int, default=None, help="stop after N epochs without a better dev score")
+    g.add_argument("--eval-batch-size", type=int, default=64, help="(default: %(default)s)")
+    g.add_argument("--select-metric", default="seqeval_f1", choices=("seqeval_f1", "token_accuracy", "token_macro_f1"),
+                   help="tagging: source-dev metric for picking the epoch (default: %(default)s, the paper's)")
+    g = parser.add_argument_group("limits for quick runs")
+    g.add_argument("--max-train-examples", type=int, default=None, help="use the first N training examples")
+    g.add_argument("--max-eval-examples", type=int, default=None, help="use the first N dev/test/retrieval examples")
+    parser.add_argument("--device", default=None, help="cpu / cuda (default: cuda if available)")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="where converted HF models are kept")
+    parser.add_argument("--assets-dir", type=Path, default=None,
+                        help="dict.txt + sentencepiece.bpe.model for checkpoints whose directory lacks them")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--strict", action="store_true", help="exit with status 3 if any result failed")
+
+
+def build_options(args: argparse.Namespace):
+    """Translate parsed arguments into :class:`EvalOptions`."""
+    from translit_plugin.evaluation.finetune import default_config
+    from translit_plugin.evaluation.models import default_device
+    from translit_plugin.evaluation.readers import read_language_list
+    from translit_plugin.evaluation.runner import EvalOptions
+
+    task = args.dataset if args.task == "retrieval" else args.task
+    targets = args.targets
+    if args.langs_file is not None:
+        listed = read_language_list(args.langs_file, args.langs_flag)
+        targets = [t for t in targets if t in listed] if targets else listed
+    finetune = None
+    if args.task != "retrieval":
+        finetune = default_config(
+            args.task, lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum, max_epochs=args.max_epochs,
+            max_length=args.max_length, patience=args.patience, eval_batch_size=args.eval_batch_size,
+        )
+    return EvalOptions(
+        task=task, data_dir=args.data_dir, sources=list(args.sources), targets=targets,
+        seeds=list(args.seeds), prefix=args.prefix, layer=args.layer, pooling=args.pooling,
+        embed_batch_size=args.embed_batch_size, embed_max_length=args.embed_max_length, finetune=finetune,
+        select_metric=args.select_metric, max_train_examples=args.max_train_examples,
+        max_eval_examples=args.max_eval_examples, device=args.device or default_device(),
+        progress=not args.no_progress,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from translit_plugin.evaluation.models import parse_model_specs
+    from translit_plugin.evaluation.results import ResultStore
+    from translit_plugin.evaluation.runner import run_grid
+
+    if not args.data_dir.is_dir():
+        logger.error("data directory not found: %s", args.data_dir)
+        return 2
+    specs = parse_model_specs(args.models)
+    opts = build_options(args)
+    store = ResultStore(args.output)
+    logger.info("evaluating %d model(s) on %s from %s; %d result(s) already in %s",
+                len(specs), opts.task, args.data_dir, len(store), args.output)
+    summary = run_grid(specs, opts, store, args.cache_dir, args.assets_dir)
+    logger.info("%s: %d new result(s), %d already done, %d failed -> %s",
+                opts.task, summary.ok, summary.done_before, len(summary.errors), args.output)
+    for line in summary.errors:
+        logger.warning("failed: %s", line)
+    if summary.ok == 0 and summary.done_before == 0:
+        logger.error("nothing was evaluated")
+        return 1
+    return 3 if (args.strict and summary.errors) else 0

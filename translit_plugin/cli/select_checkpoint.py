@@ -1,0 +1,62 @@
+"""``translit-ppa select-checkpoint RUN_DIR``: pick a run's best checkpoint by Tatoeba top-10 (the paper's criterion).
+
+Inputs: the training run directory (its ``checkpoint*.pt``) and a Tatoeba directory (``tatoeba.{L}-eng_Latn.{L}`` /
+``.eng_Latn``). Scores each checkpoint by the mean over target languages of top-10 accuracy of target-language
+queries against English candidates (layer 8, mean pooling), caching per checkpoint in
+``RUN_DIR/select_checkpoint_cache.json``. Prints the table and writes ``--output`` (default
+``RUN_DIR/selected_checkpoint.json``) naming the best checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("run_dir", type=Path, help="training run directory with checkpoint*.pt")
+    parser.add_argument("--data-dir", required=True, type=Path, help="Tatoeba directory")
+    parser.add_argument("--model-dir", type=Path, default=None,
+                        help="directory with dict.txt and sentencepiece.bpe.model if RUN_DIR lacks them")
+    parser.add_argument("--pattern", default="checkpoint*.pt", help="checkpoint glob (default: %(default)s)")
+    parser.add_argument("--prefix", default="tatoeba", help="retrieval file prefix (default: %(default)s)")
+    parser.add_argument("--targets", nargs="+", default=None, help="languages (default: every one found)")
+    parser.add_argument("--layer", type=int, default=8, help="(default: %(default)s)")
+    parser.add_argument("--pooling", choices=("mean", "cls"), default="mean", help="(default: %(default)s)")
+    parser.add_argument("--embed-batch-size", type=int, default=128, help="(default: %(default)s)")
+    parser.add_argument("--max-eval-examples", type=int, default=None, help="first N sentences per language")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="score cache (default: RUN_DIR/select_checkpoint_cache.json)")
+    parser.add_argument("--output", type=Path, default=None, help="(default: RUN_DIR/selected_checkpoint.json)")
+    parser.add_argument("--device", default=None, help="cpu / cuda (default: cuda if available)")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from translit_plugin.evaluation.models import default_device
+    from translit_plugin.evaluation.runner import EvalOptions
+    from translit_plugin.evaluation.selection import select_checkpoint
+
+    opts = EvalOptions(task="tatoeba", data_dir=args.data_dir, targets=args.targets, prefix=args.prefix,
+                       layer=args.layer, pooling=args.pooling, embed_batch_size=args.embed_batch_size,
+                       max_eval_examples=args.max_eval_examples, device=args.device or default_device(),
+                       progress=not args.no_progress)
+    sel = select_checkpoint(args.run_dir, opts, model_dir=args.model_dir, cache_path=args.cache,
+                            pattern=args.pattern)
+    width = max(len(n) for n in sel.scores)
+    out = sys.stdout
+    out.write(f"{'checkpoint':<{width}}  mean tatoeba top-10\n")
+    for name, s in sel.scores.items():
+        mark = "  <- best" if name == sel.best.name else ""
+        out.write(f"{name:<{width}}  {100 * s['score']:6.2f}{mark}\n")
+    path = args.output or args.run_dir / "selected_checkpoint.json"
+    path.write_text(json.dumps(sel.to_dict(), indent=1), encoding="utf-8")
+    logger.info("best: %s (%.2f); written to %s", sel.best, 100 * sel.best_score, path)
+    return 0

@@ -1,0 +1,112 @@
+"""Sentence embeddings from a fairseq RoBERTa-style encoder, as the Glot500 retrieval code computes them.
+
+Each sentence is encoded as ``<s> pieces </s>`` (truncated to ``max_length`` keeping ``</s>``), run through the
+encoder, and the hidden states of one layer (``inner_states[layer]``, which equals HF ``hidden_states[layer]``;
+0 = embedding output) are pooled: ``mean`` over every non-padding position including ``<s>`` and ``</s>`` (the
+reference's attention-mask mean), or ``cls`` = the ``<s>`` state.
+
+Batches are formed from length-sorted sentences by default (far less padding; results are unchanged because
+padding is masked), and rows are returned in input order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+POOLINGS = ("mean", "cls")
+
+
+def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``states`` (B x T x C) over positions where ``mask`` (B x T, bool) is true -> B x C (float32)."""
+    m = mask.to(torch.float32).unsqueeze(-1)  # B x T x 1
+    return (states.float() * m).sum(dim=1) / m.sum(dim=1).clamp_min(1.0)
+
+
+def pool(states: torch.Tensor, mask: torch.Tensor, pooling: str = "mean") -> torch.Tensor:
+    """Pool B x T x C hidden states to B x C: ``mean`` over ``mask`` or ``cls`` (position 0, ``<s>``)."""
+    if pooling == "mean":
+        return masked_mean(states, mask)
+    if pooling == "cls":
+        return states[:, 0].float()
+    raise ValueError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}")
+
+
+def truncate(ids: torch.Tensor, max_length: int, eos: int) -> torch.Tensor:
+    """Cut a ``<s> ... </s>`` id sequence to ``max_length`` tokens, keeping ``</s>`` last (like HF truncation)."""
+    if ids.numel() <= max_length:
+        return ids
+    return torch.cat([ids[: max_length - 1], ids.new_tensor([eos])])
+
+
+def collate(seqs: Sequence[torch.Tensor], pad: int) -> torch.Tensor:
+    """Right-pad 1-D id tensors into a B x T LongTensor."""
+    width = max(s.numel() for s in seqs)
+    out = torch.full((len(seqs), width), pad, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, : s.numel()] = s
+    return out
+
+
+def encode_all(encode: Callable[[str], torch.Tensor], sentences: Sequence[str], max_length: int, eos: int) -> list:
+    """Encode and truncate every sentence (``encode`` returns ``<s> ... </s>`` ids)."""
+    return [truncate(encode(s).long(), max_length, eos) for s in sentences]
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, sort_by_length: bool = True) -> list[list[int]]:
+    """Index batches of at most ``batch_size``; longest first when sorting (memory peaks early, not at the end)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i]) if sort_by_length else list(range(len(lengths)))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+@torch.no_grad()
+def embed_sentences(
+    hub,
+    sentences: Sequence[str],
+    layer: int = 8,
+    pooling: str = "mean",
+    batch_size: int = 128,
+    max_length: int = 512,
+    sort_by_length: bool = True,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    desc: str = "embed",
+) -> torch.Tensor:
+    """Embed ``sentences`` with ``hub`` (a hub interface: ``.model``, ``.dictionary``, ``.encode``) -> N x C float32.
+
+    ``layer`` indexes ``inner_states`` (0 = embeddings, k = output of layer k; negative counts from the top).
+    """
+    from tqdm import tqdm
+
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}")
+    if not sentences:
+        raise ValueError("no sentences to embed")
+    model = hub.model
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    pad, eos = hub.dictionary.pad(), hub.dictionary.eos()
+    max_length = min(max_length, getattr(hub, "max_positions", max_length))
+    ids = encode_all(hub.encode, sentences, max_length, eos)
+    out: torch.Tensor | None = None
+    batches = length_batches([t.numel() for t in ids], batch_size, sort_by_length)
+    try:
+        for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
+            tokens = collate([ids[i] for i in batch], pad).to(device)  # B x T
+            _, extra = model(tokens, features_only=True, return_all_hiddens=True)
+            inner = extra["inner_states"]
+            if not -len(inner) <= layer < len(inner):
+                raise ValueError(f"layer {layer} out of range: the model has {len(inner) - 1} layers (0 = embeddings)")
+            states = inner[layer].transpose(0, 1)  # T x B x C -> B x T x C
+            vecs = pool(states, tokens.ne(pad), pooling).cpu()
+            if out is None:
+                out = torch.empty(len(sentences), vecs.size(1), dtype=torch.float32)
+            out[torch.tensor(batch)] = vecs
+    finally:
+        model.train(was_training)
+    return out

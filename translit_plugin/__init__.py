@@ -5,8 +5,12 @@ Loaded by ``fairseq-train --user-dir translit_plugin``: registers the ``translit
 (see :mod:`translit_plugin.checkpoint_compat`).
 """
 
+import logging
+
 from . import checkpoint_compat
 
+# fairseq's speech task logs an install hint for tensorboardX at import time; it concerns none of our commands.
+logging.getLogger("fairseq.tasks.text_to_speech").setLevel(logging.WARNING)
 checkpoint_compat.install()
 
 from . import criterions, models, tasks  # noqa: E402,F401

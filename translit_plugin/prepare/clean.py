@@ -1,0 +1,117 @@
+"""Stage 1, clean: raw ``{lang_Script}.txt`` -> ``work/clean/{lang}.txt``, one clean single line per kept sentence.
+
+Streams the input (memory does not grow with the file, except for ``dedupe``, which keeps an 8-byte hash per unique
+line).  Each line is decoded and made single-line under the line contract of :mod:`translit_plugin.prepare.lines`;
+then empty lines and lines longer than ``max_chars`` characters (they would stall uroman and be truncated anyway) are
+dropped, and with ``dedupe`` exact repeats too.  Nothing is paired yet, so dropping here cannot misalign anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from translit_plugin.prepare.lines import (
+    file_stamp,
+    iter_raw_lines,
+    read_done,
+    stable_key,
+    tmp_path,
+    to_single_line,
+    write_done,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CleanConfig:
+    """Cleaning options (all part of the stage's up-to-date key)."""
+
+    dedupe: bool = False  # drop exact duplicate lines within a language (keeps the first)
+    max_chars: int = 10000  # drop longer lines (characters, after cleaning); 0 = no limit
+    min_chars: int = 1  # drop shorter lines (characters, after cleaning)
+
+
+def clean_language(src: Path, out: Path, lang: str, cfg: CleanConfig, progress: bool = True,
+                   latn_src: Path | None = None) -> dict[str, Any]:
+    """Clean one language file (skipped when ``out`` is up to date); return the stage record with counts.
+
+    With ``latn_src`` (a given transliteration, line i of it = line i of ``src``) both files are read in lockstep and
+    each output line is ``original<TAB>latin``; a pair is dropped together, and files with different line counts
+    raise :class:`~translit_plugin.prepare.chunks.AlignmentError` (e.g. a tool that split a line at U+2028).
+    """
+    from tqdm import tqdm
+
+    from translit_plugin.prepare.chunks import AlignmentError
+
+    key = stable_key({"input": file_stamp(src), "latn": file_stamp(latn_src) if latn_src else None,
+                      "cfg": cfg.__dict__, "version": 1})
+    record = read_done(out, key)
+    if record is not None:
+        logger.info("clean %s: up to date (%d lines kept)", lang, record["kept"])
+        return {**record, "skipped": True}
+    counts = {"input_lines": 0, "empty": 0, "too_short": 0, "too_long": 0, "duplicate": 0, "modified": 0,
+              "invalid_utf8": 0, "kept": 0}
+    seen: set[bytes] = set()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_path(out)
+    total = os.path.getsize(src)
+    with open(tmp, "w", encoding="utf-8", newline="\n") as f, tqdm(
+        total=total, unit="B", unit_scale=True, desc=f"clean {lang}", disable=not progress, leave=False
+    ) as bar:
+        pending = 0
+        latn_lines = iter_raw_lines(latn_src) if latn_src else None
+        for raw in iter_raw_lines(src):
+            latn = None
+            if latn_lines is not None:
+                latn = next(latn_lines, None)
+                if latn is None:
+                    raise AlignmentError(f"{latn_src} has {counts['input_lines']} lines, fewer than {src}; the "
+                                         "transliteration must have exactly one line per input line (a tool that "
+                                         "drops lines or splits/merges them at U+2028, CR, NEL... misaligns them)")
+            counts["input_lines"] += 1
+            pending += len(raw) + 1
+            if pending > (1 << 20):
+                bar.update(min(pending, total - bar.n))
+                pending = 0
+            if "\ufffd" in raw:
+                counts["invalid_utf8"] += 1
+            line = to_single_line(raw)
+            if line != raw.strip(" "):
+                counts["modified"] += 1
+            if not line:
+                counts["empty"] += 1
+                continue
+            if len(line) < cfg.min_chars:
+                counts["too_short"] += 1
+                continue
+            if cfg.max_chars and len(line) > cfg.max_chars:
+                counts["too_long"] += 1
+                continue
+            if cfg.dedupe:
+                digest = hashlib.blake2b(line.encode("utf-8"), digest_size=8).digest()
+                if digest in seen:
+                    counts["duplicate"] += 1
+                    continue
+                seen.add(digest)
+            f.write(line)
+            if latn is not None:
+                f.write("\t" + to_single_line(latn))
+            f.write("\n")
+            counts["kept"] += 1
+        if latn_lines is not None and next(latn_lines, None) is not None:
+            extra = 1 + sum(1 for _ in latn_lines)
+            raise AlignmentError(f"{latn_src} has {counts['input_lines'] + extra} lines, {src} has "
+                                 f"{counts['input_lines']}; the transliteration must have one line per input line")
+        bar.update(total - bar.n)
+    os.replace(tmp, out)
+    logger.info("clean %s: %d lines -> %d kept (%d empty, %d too long, %d duplicates, %d modified, %d with invalid "
+                "UTF-8)", lang, counts["input_lines"], counts["kept"], counts["empty"], counts["too_long"],
+                counts["duplicate"], counts["modified"], counts["invalid_utf8"])
+    return write_done(out, key, {"lang": lang, "input": str(src), "latn_input": str(latn_src) if latn_src else None,
+                                 **counts})

@@ -1,0 +1,374 @@
+"""The ``prepare`` pipeline: clean -> sample -> transliterate + binarize (per chunk, parallel) -> merge -> verify.
+
+:func:`run_prepare` is what ``translit-ppa prepare`` calls.  Every stage is skipped when its output is up to date
+(see :mod:`translit_plugin.prepare.lines`), so rerunning an interrupted command resumes it, and rerunning a finished
+one only re-verifies and rewrites the manifest.  See the package docstring for the output layout.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import math
+import multiprocessing as mp
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from translit_plugin.prepare.chunks import (
+    DROP_REASONS,
+    SIDES,
+    ChunkSettings,
+    ChunkTask,
+    chunk_status,
+    get_encoder,
+    get_transliterator,
+    process_chunk,
+    process_run,
+)
+from translit_plugin.prepare.clean import CleanConfig, clean_language
+from translit_plugin.prepare.lines import read_done, sha1_file, stable_key, write_done
+from translit_plugin.prepare.sample import SPLITS, SampleConfig, chunk_name, sample_language
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("clean", "sample", "transliterate", "merge", "verify")
+_LANG_FILE = re.compile(r"^[a-z]{2,3}_[A-Z][a-z]{3}$")
+
+
+@dataclass
+class PrepareConfig:
+    """All options of ``translit-ppa prepare`` (the CLI maps its flags onto these fields one to one)."""
+
+    input: Path
+    model_dir: Path
+    output: Path
+    langs: list[str] | None = None  # default: every {lang_Script}.txt in input (or the group's languages)
+    group: Path | None = None
+    latn_input: Path | None = None  # given transliterations {lang_Script}.txt, line-aligned with input: no uroman
+    clean: CleanConfig = field(default_factory=CleanConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    sample_explicit: set[str] = field(default_factory=set)  # sampling fields set by the user: a group cannot override
+    uroman_codes: dict[str, str | None] = field(default_factory=dict)  # overrides of the derived codes
+    no_lang_code: bool = False  # call uroman without a language code (the paper's Perl setup)
+    uroman_cache_size: int = 65536
+    max_tokens: int = 512
+    overlong: str = "truncate"
+    workers: int = 1
+    num_shards: int = 1
+    shard_id: int = 0
+    stop_after: str | None = None
+    verify_samples: int = 1000
+    verify_translit: int = 50
+    progress: bool = True
+
+
+def discover_languages(input_dir: Path, wanted: list[str] | None) -> dict[str, Path]:
+    """``{lang_Script: path}`` of the input files (``{lang_Script}.txt``), restricted to ``wanted`` if given."""
+    if not input_dir.is_dir():
+        raise FileNotFoundError(f"--input {input_dir} is not a directory of {{lang_Script}}.txt files")
+    found = {p.stem: p for p in sorted(input_dir.glob("*.txt")) if _LANG_FILE.match(p.stem)}
+    if wanted is None:
+        if not found:
+            raise FileNotFoundError(f"{input_dir}: no {{lang_Script}}.txt files (e.g. fas_Arab.txt)")
+        return found
+    missing = [lang for lang in wanted if lang not in found]
+    if missing:
+        raise FileNotFoundError(f"{input_dir}: no input file for {missing} (expected {input_dir / missing[0]}.txt)")
+    return {lang: found[lang] for lang in wanted}
+
+
+def _model_files(model_dir: Path) -> tuple[Path, Path]:
+    spm, dct = model_dir / "sentencepiece.bpe.model", model_dir / "dict.txt"
+    for p in (spm, dct):
+        if not p.is_file():
+            raise FileNotFoundError(f"{p} not found: --model-dir must be a model directory made by `translit-ppa "
+                                    "convert` (it holds sentencepiece.bpe.model and dict.txt)")
+    return spm, dct
+
+
+def _pool_context() -> mp.context.BaseContext:
+    # fork shares the already loaded uroman tables with the workers (copy-on-write) and starts instantly.
+    return mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+
+
+def plan_runs(pending: list[ChunkTask], workers: int) -> list[list[ChunkTask]]:
+    """Group chunks into runs of consecutive chunks of one language, largest runs first.
+
+    A worker processes a run in one go, so its uroman token cache sees a whole stretch of one language (two workers
+    that each see every other chunk of a language spend ~20% more CPU than one, on the demo corpus).  Runs hold at
+    most ``ceil(n_chunks / (4 * workers))`` chunks, so there are enough of them to balance the load; ordering them
+    largest first (LPT scheduling) keeps the last worker from finishing long after the others.
+    """
+    limit = max(1, math.ceil(len(pending) / (4 * workers)))
+    runs: list[list[ChunkTask]] = []
+    for task in pending:
+        if runs and runs[-1][-1].lang == task.lang and len(runs[-1]) < limit:
+            runs[-1].append(task)
+        else:
+            runs.append([task])
+    return sorted(runs, key=lambda run: -sum(t.n_lines for t in run))
+
+
+def run_chunks(tasks: list[ChunkTask], settings: ChunkSettings, workers: int, progress: bool) -> dict[str, dict]:
+    """Transliterate + binarize every chunk not yet up to date; return ``{chunk name: bin record}`` for all."""
+    from tqdm import tqdm
+
+    records: dict[str, dict] = {}
+    pending: list[ChunkTask] = []
+    need_uroman = False
+    for task in tasks:
+        t_rec, b_rec = chunk_status(task, settings)
+        if b_rec is not None:
+            records[task.name] = b_rec
+        else:
+            pending.append(task)
+            need_uroman |= t_rec is None and not task.external
+    logger.info("transliterate+binarize: %d chunks, %d up to date, %d to do (%d sentences) with %d worker(s)",
+                len(tasks), len(records), len(pending), sum(t.n_lines for t in pending), workers)
+    if not pending:
+        return records
+    # Load once in this process: used directly with one worker, inherited by forked workers otherwise.
+    if need_uroman:
+        get_transliterator(settings)
+    get_encoder(settings)
+    total = sum(t.n_lines for t in pending)
+
+    def progress_bar():
+        return tqdm(total=total, unit="sent", desc="transliterate+binarize", disable=not progress, smoothing=0.05)
+
+    def collect(results, bar) -> None:
+        for run in results:
+            for rec in run:
+                records[f"{rec['lang']}/{chunk_name(rec['split'], rec['index'])}"] = rec
+                bar.update(rec["lines"])
+
+    if workers <= 1:
+        with progress_bar() as bar:
+            collect(([process_chunk((task, settings))] for task in pending), bar)
+    else:
+        # The pool is forked before the progress bar exists, so no tqdm monitor thread is running at fork time.
+        # gc.freeze(): the workers' garbage collector then leaves the inherited uroman tables alone instead of
+        # touching (and so copying) every page of them.
+        gc.freeze()
+        try:
+            runs = plan_runs(pending, workers)
+            with _pool_context().Pool(workers) as pool, progress_bar() as bar:
+                collect(pool.imap_unordered(process_run, [(run, settings) for run in runs], chunksize=1), bar)
+                pool.close()  # let the workers exit normally (and be reaped) instead of terminate()
+                pool.join()
+        finally:
+            gc.unfreeze()
+    return records
+
+
+def _length_stats(hists: list[dict[str, int]]) -> dict[str, Any]:
+    """Token statistics of stored lines (pieces + </s>) from sparse length histograms."""
+    total: dict[int, int] = {}
+    for h in hists:
+        for k, v in h.items():
+            total[int(k)] = total.get(int(k), 0) + v
+    if not total:
+        return {"lines": 0, "tokens": 0}
+    lengths = np.array(sorted(total))
+    counts = np.array([total[k] for k in lengths])
+    cum = np.cumsum(counts)
+    n = int(cum[-1])
+
+    def pct(q: float) -> int:
+        return int(lengths[np.searchsorted(cum, q * n)])
+
+    return {"lines": n, "tokens": int((lengths * counts).sum()), "mean": float((lengths * counts).sum() / n),
+            "min": int(lengths[0]), "p50": pct(0.5), "p95": pct(0.95), "max": int(lengths[-1])}
+
+
+def build_plan(cfg: PrepareConfig, langs: list[str], sample_records: dict[str, dict], lcodes: dict[str, str | None],
+               work: Path, external: bool = False) -> list[ChunkTask]:
+    """All chunks in plan order: languages in ``langs.txt`` order, then split, then chunk index."""
+    tasks = []
+    for lang in langs:
+        for split in SPLITS:
+            for k, n in enumerate(sample_records[lang]["chunks"][split]):
+                name = chunk_name(split, k)
+                tasks.append(ChunkTask(lang=lang, split=split, index=k, n_lines=n,
+                                       src=str(work / "sample" / lang / f"{name}.txt"),
+                                       tsv=str(work / "translit" / lang / f"{name}.tsv"),
+                                       bin_prefix=str(work / "bin" / lang / name), lcode=lcodes[lang],
+                                       external=external))
+    return tasks
+
+
+def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
+    """Run the pipeline; return the manifest (also written to ``OUTPUT/manifest.json`` after a full run)."""
+    from translit_plugin.prepare.groups import load_group
+    from translit_plugin.prepare.merge import merge_split, write_dictionaries
+    from translit_plugin.prepare.verify import verify_split
+    from translit_plugin.transliterate import uroman_code, uroman_version
+
+    if cfg.stop_after is not None and cfg.stop_after not in STAGES:
+        raise ValueError(f"stop_after must be one of {STAGES}")
+    if not 0 <= cfg.shard_id < cfg.num_shards:
+        raise ValueError(f"--shard-id {cfg.shard_id} must be in 0..{cfg.num_shards - 1} for --num-shards "
+                         f"{cfg.num_shards}")
+    timings: dict[str, float] = {}
+    t_start = time.time()
+    out, work = cfg.output, cfg.output / "work"
+    data_bin = out / "data-bin"
+    spm_model, dict_path = _model_files(cfg.model_dir)
+
+    # ---- languages, uroman codes, sampling overrides
+    group = load_group(cfg.group) if cfg.group else None
+    wanted = cfg.langs if cfg.langs is not None else (group.languages if group else None)
+    files = discover_languages(cfg.input, wanted)
+    langs = sorted(files)
+    sample_cfg = cfg.sample
+    if group and group.sampling:
+        from_group = {k: v for k, v in group.sampling.items() if k not in cfg.sample_explicit}
+        sample_cfg = SampleConfig(**{**asdict(sample_cfg), **from_group})
+    lcodes: dict[str, str | None] = {}
+    for lang in langs:
+        if cfg.no_lang_code:
+            lcodes[lang] = None
+        elif lang in cfg.uroman_codes:
+            lcodes[lang] = cfg.uroman_codes[lang]
+        elif group and lang in group.uroman_codes:
+            lcodes[lang] = group.uroman_codes[lang]
+        else:
+            lcodes[lang] = uroman_code(lang)
+    logger.info("prepare %d languages from %s into %s (uroman codes: %s)", len(langs), cfg.input, out, lcodes)
+
+    # ---- clean
+    t = time.time()
+    latn_files = discover_languages(cfg.latn_input, langs) if cfg.latn_input else {}
+    clean_records = {lang: clean_language(files[lang], work / "clean" / f"{lang}.txt", lang, cfg.clean, cfg.progress,
+                                          latn_files.get(lang)) for lang in langs}
+    timings["clean"] = time.time() - t
+    if cfg.stop_after == "clean":
+        return {"stopped_after": "clean", "clean": clean_records}
+
+    # ---- sample
+    t = time.time()
+    sample_records = {lang: sample_language(work / "clean" / f"{lang}.txt", clean_records[lang],
+                                            work / "sample" / lang, lang, sample_cfg, cfg.progress) for lang in langs}
+    timings["sample"] = time.time() - t
+    if cfg.stop_after == "sample":
+        return {"stopped_after": "sample", "sample": sample_records}
+
+    # ---- transliterate + binarize (chunks; this shard's share only)
+    settings = ChunkSettings(spm_model=str(spm_model), dict_path=str(dict_path), spm_sha1=sha1_file(spm_model),
+                             dict_sha1=sha1_file(dict_path), max_tokens=cfg.max_tokens, overlong=cfg.overlong,
+                             uroman_cache_size=cfg.uroman_cache_size, uroman_version=uroman_version())
+    tasks = build_plan(cfg, langs, sample_records, lcodes, work, external=cfg.latn_input is not None)
+    mine = [task for i, task in enumerate(tasks) if i % cfg.num_shards == cfg.shard_id]
+    t = time.time()
+    records = run_chunks(mine, settings, cfg.workers, cfg.progress)
+    timings["transliterate_binarize"] = time.time() - t
+    if cfg.num_shards > 1:
+        # Shards never merge (two shards finishing together would race); the plain command merges afterwards.
+        todo = sum(chunk_status(task, settings)[1] is None for task in tasks)
+        logger.info("shard %d/%d done (%d chunks); %d chunks of all shards still to do. When every shard has finished, "
+                    "run the same command without --num-shards/--shard-id to merge and verify.", cfg.shard_id,
+                    cfg.num_shards, len(mine), todo)
+        return {"stopped_after": "transliterate", "shard_id": cfg.shard_id, "num_shards": cfg.num_shards,
+                "chunks_left": todo}
+    if cfg.stop_after == "transliterate":
+        return {"stopped_after": "transliterate", "chunks": len(records)}
+
+    # ---- merge
+    t = time.time()
+    encoder = get_encoder(settings)
+    merge_key = stable_key({"chunks": [records[task.name]["key"] for task in tasks], "langs": langs,
+                            "dict": settings.dict_sha1})
+    merged = read_done(data_bin, merge_key)
+    if merged is None:
+        write_dictionaries(data_bin, dict_path, langs)
+        pairs = {split: merge_split(data_bin, split, [t_ for t_ in tasks if t_.split == split], records, langs,
+                                    encoder.vocab_size, cfg.progress) for split in SPLITS}
+        merged = write_done(data_bin, merge_key, {"pairs": pairs})
+        _remove_stale_tmp(work)
+    else:
+        logger.info("merge: data-bin up to date (%s)", merged["pairs"])
+    timings["merge"] = time.time() - t
+    if cfg.stop_after == "merge":
+        return {"stopped_after": "merge", "pairs": merged["pairs"]}
+
+    # ---- verify
+    t = time.time()
+    verification = {}
+    transliterator = get_transliterator(settings) if cfg.verify_translit > 0 and not cfg.latn_input else None
+    for split in SPLITS:
+        verification[split] = verify_split(data_bin, split, [t_ for t_ in tasks if t_.split == split], records,
+                                           langs, settings, cfg.verify_samples, cfg.verify_translit,
+                                           cfg.sample.seed, transliterator)
+    timings["verify"] = time.time() - t
+    timings["total"] = time.time() - t_start
+
+    manifest = build_manifest(cfg, langs, lcodes, files, clean_records, sample_records, tasks, records, settings,
+                              sample_cfg, verification, timings, group)
+    tmp = out / ".manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, out / "manifest.json")
+    logger.info("prepared %s: train %d pairs, valid %d pairs (%.1f s)", data_bin, manifest["pairs"]["train"],
+                manifest["pairs"]["valid"], timings["total"])
+    return manifest
+
+
+def _remove_stale_tmp(work: Path) -> None:
+    """Leftovers of interrupted writes (``.name.tmpPID``); only called once every chunk is done."""
+    for p in work.rglob(".*.tmp*"):
+        if p.is_file():
+            p.unlink()
+
+
+def build_manifest(cfg: PrepareConfig, langs: list[str], lcodes: dict, files: dict, clean_records: dict,
+                   sample_records: dict, tasks: list[ChunkTask], records: dict, settings: ChunkSettings,
+                   sample_cfg: SampleConfig, verification: dict, timings: dict, group) -> dict[str, Any]:
+    """Counts per language and split, token statistics, uroman version and codes, options and timings."""
+    per_lang: dict[str, Any] = {}
+    for lang in langs:
+        c = clean_records[lang]
+        s = sample_records[lang]
+        entry: dict[str, Any] = {
+            "input": str(files[lang]),
+            "uroman_code": lcodes[lang],
+            "clean": {k: c[k] for k in ("input_lines", "empty", "too_short", "too_long", "duplicate", "modified",
+                                        "invalid_utf8", "kept")},
+            "sampled": s["sampled"],
+        }
+        for split in SPLITS:
+            recs = [records[t.name] for t in tasks if t.lang == lang and t.split == split]
+            entry[split] = {
+                "sampled": s[split],
+                "pairs": sum(r["kept"] for r in recs),
+                "dropped": {reason: sum(r["drops"][reason] for r in recs) for reason in DROP_REASONS},
+                "truncated": {side: sum(r["truncated"][side] for r in recs) for side in SIDES},
+                "unk_tokens": {side: sum(r["unk"][side] for r in recs) for side in SIDES},
+                "tokens": {side: _length_stats([r["length_hist"][side] for r in recs]) for side in SIDES},
+            }
+        per_lang[lang] = entry
+    totals = {split: {side: _length_stats([records[t.name]["length_hist"][side] for t in tasks if t.split == split])
+                      for side in SIDES} for split in SPLITS}
+    return {
+        "format": "translit-ppa prepare manifest v1",
+        "data_bin": str(cfg.output / "data-bin"),
+        "languages": langs,
+        "pairs": {split: sum(per_lang[lang][split]["pairs"] for lang in langs) for split in SPLITS},
+        "per_language": per_lang,
+        "tokens": totals,
+        "uroman": {"version": settings.uroman_version, "cache_size": settings.uroman_cache_size, "codes": lcodes,
+                   "no_lang_code": cfg.no_lang_code},
+        "latn_input": str(cfg.latn_input) if cfg.latn_input else None,  # given transliterations: uroman not used
+        "model": {"model_dir": str(cfg.model_dir), "sentencepiece_sha1": settings.spm_sha1,
+                  "dict_sha1": settings.dict_sha1, "vocab_size": get_encoder(settings).vocab_size},
+        "options": {"clean": asdict(cfg.clean), "sample": asdict(sample_cfg), "max_tokens": cfg.max_tokens,
+                    "overlong": cfg.overlong, "workers": cfg.workers, "group": group.path if group else None,
+                    "chunks": len(tasks)},
+        "verification": verification,
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+    }

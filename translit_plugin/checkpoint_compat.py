@@ -4,8 +4,9 @@ torch >= 2.6 unpickles with ``weights_only=True`` by default and refuses every g
 ``checkpoint_utils`` calls ``torch.load`` without ``weights_only``, so ``--restore-file`` and hub loading fail on
 ``argparse.Namespace``.  Instead of ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (which makes every ``torch.load`` in the
 process a full unpickler), we allow-list exactly the plain-data classes that fairseq writes into its checkpoints:
-``argparse.Namespace`` (legacy args), the OmegaConf containers of ``cfg``, and the numpy scalar/dtype types that
-fairseq's meters and data iterators store.  None of them runs code on unpickling.
+``argparse.Namespace`` (legacy args), the OmegaConf containers of ``cfg``, the numpy scalar/dtype types that
+fairseq's meters and data iterators store, and the index record (``_TensorPlaceholder``) with which multi-process
+runs broadcast a loaded checkpoint between ranks.  None of them runs code on unpickling.
 
 Trust model: a checkpoint from an unknown source that needs *other* globals still fails to load, with torch's error
 naming the global.  Loading such a file with ``weights_only=False`` executes arbitrary code: only do it for files you
@@ -57,6 +58,10 @@ def fairseq_checkpoint_globals() -> list:
         np.core.multiarray.scalar if hasattr(np, "core") else np._core.multiarray.scalar,
         np._core.multiarray._reconstruct,
     ]
+    # multi-process runs broadcast the loaded state between ranks with tensors swapped for this index record
+    from fairseq.distributed.utils import _TensorPlaceholder
+
+    allowed.append(_TensorPlaceholder)
     # numpy >= 1.25 pickles dtypes by their concrete class (numpy.dtypes.Float64DType, ...)
     allowed += [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
     return allowed

@@ -137,20 +137,28 @@ class TranslitRobertaModel(RobertaModel):
         return from_pretrained(model_name_or_path, checkpoint_file=checkpoint_file, **kwargs)
 
 
-@register_model_architecture("translit_roberta", "translit_roberta_base")
-def translit_roberta_base(args) -> None:
-    """XLM-R / Glot500 base: 12 layers, 768 hidden, 12 heads, FFN 3072, GELU, post-LN.
-
-    Positions: ``--max-positions`` if given, else the task's ``--tokens-per-sample`` (512 for XLM-R / Glot500).
-    """
+def _xlmr_defaults(args) -> None:
+    """What every ``translit_roberta`` arch shares with XLM-R: GELU, tied LM head, post-LN (RoBERTa defaults)."""
     args.activation_fn = getattr(args, "activation_fn", "gelu")
     args.untie_weights_roberta = getattr(args, "untie_weights_roberta", False)
     base_architecture(args)
 
 
+@register_model_architecture("translit_roberta", "translit_roberta_base")
+def translit_roberta_base(args) -> None:
+    """XLM-R / Glot500 base: 12 layers, 768 hidden, 12 heads, FFN 3072, GELU, post-LN, 512 positions (514 rows).
+
+    ``--max-positions`` defaults to 512 whatever ``--tokens-per-sample`` is, so a run with shorter training
+    sequences still loads the checkpoint's 514 position rows.
+    """
+    if getattr(args, "max_positions", None) is None:
+        args.max_positions = 512
+    _xlmr_defaults(args)
+
+
 @register_model_architecture("translit_roberta", "translit_roberta_large")
 def translit_roberta_large(args) -> None:
-    """XLM-R large: 24 layers, 1024 hidden, 16 heads, FFN 4096."""
+    """XLM-R large: 24 layers, 1024 hidden, 16 heads, FFN 4096, 512 positions."""
     args.encoder_layers = getattr(args, "encoder_layers", 24)
     args.encoder_embed_dim = getattr(args, "encoder_embed_dim", 1024)
     args.encoder_ffn_embed_dim = getattr(args, "encoder_ffn_embed_dim", 4096)
@@ -160,9 +168,10 @@ def translit_roberta_large(args) -> None:
 
 @register_model_architecture("translit_roberta", "translit_roberta_tiny")
 def translit_roberta_tiny(args) -> None:
-    """Tests and the CPU demo: 2 layers, 64 hidden, 4 heads, FFN 128."""
+    """Tests and the CPU demo: 2 layers, 64 hidden, 4 heads, FFN 128; positions = ``--max-positions`` or else
+    ``--tokens-per-sample``."""
     args.encoder_layers = getattr(args, "encoder_layers", 2)
     args.encoder_embed_dim = getattr(args, "encoder_embed_dim", 64)
     args.encoder_ffn_embed_dim = getattr(args, "encoder_ffn_embed_dim", 128)
     args.encoder_attention_heads = getattr(args, "encoder_attention_heads", 4)
-    translit_roberta_base(args)
+    _xlmr_defaults(args)

@@ -1,0 +1,307 @@
+"""``mlm_seq_tlm``: MLM on the original, MLM on the Latin transliteration, sentence-level contrast (SEQ) and TLM.
+
+Total loss = ``w_o * MLM_orig + w_l * MLM_latn + w_s * SEQ + w_t * TLM`` (reference: all weights 1).  A zero weight
+skips that term's forward pass, which gives the paper's ablations: MLM (``--seq-weight 0 --tlm-weight 0``), MLM+SEQ
+(``--tlm-weight 0``), MLM+TLM (``--seq-weight 0``) and MLM+SEQ+TLM.
+
+* MLM terms: mean cross-entropy over the stream's selected tokens; the LM head runs only on those positions.
+* SEQ: sentence vectors from ``inner_states[seq_layer]`` of the *masked* original and Latin inputs (the forward the
+  MLM terms use), pooled in float32 (mean over content tokens, or ``<s>``), compared with
+  :func:`translit_plugin.losses.seq_contrastive_loss`.
+* Multi-worker SEQ (``--seq-gather``): ``exact`` (default) gathers every worker's vectors with an autograd-aware
+  all-gather, so the update equals the single-process update on the global batch (MLM terms are then normalised by
+  the global masked-token counts, one small all-reduce); ``reference`` reproduces the paper's code (each worker
+  back-propagates the global SEQ loss through its own vectors only, i.e. ``1/W`` of the exact SEQ gradient, and MLM
+  terms are per-worker means averaged); ``local`` uses only the worker's own pairs as negatives.
+
+Logged (natural-log units): ``loss``, ``loss_mlm_orig``, ``loss_mlm_latn``, ``loss_seq``, ``loss_tlm`` and
+``seq_acc`` (share of pairs whose original retrieves its own Latin side in the batch, gathered batch when gathering).
+"""
+
+import logging
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from fairseq import metrics
+from fairseq.criterions import FairseqCriterion, register_criterion
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from torch import Tensor
+
+from translit_plugin.losses import (
+    all_gather_reference,
+    all_gather_with_grad,
+    content_mask,
+    pool_hidden,
+    retrieval_correct,
+    seq_contrastive_loss,
+)
+
+logger = logging.getLogger(__name__)
+
+POOLING_CHOICES = ChoiceEnum(["mean", "cls"])
+SIMILARITY_CHOICES = ChoiceEnum(["dot", "cosine"])
+NEGATIVES_CHOICES = ChoiceEnum(["all", "cross"])
+GATHER_CHOICES = ChoiceEnum(["exact", "reference", "local"])
+ENCODER_BATCHING_CHOICES = ChoiceEnum(["stacked", "separate"])
+MLM_TERMS = ("orig", "latn", "tlm")
+
+
+@dataclass
+class MlmSeqTlmConfig(FairseqDataclass):
+    mlm_orig_weight: float = field(default=1.0, metadata={"help": "weight of MLM on the original script (0 = off)"})
+    mlm_latn_weight: float = field(default=1.0, metadata={"help": "weight of MLM on the transliteration (0 = off)"})
+    seq_weight: float = field(default=1.0, metadata={"help": "weight of the sentence-level contrastive loss (0 = off)"})
+    tlm_weight: float = field(default=1.0, metadata={"help": "weight of TLM on the concatenated pair (0 = off)"})
+    seq_layer: int = field(
+        default=8, metadata={"help": "SEQ sentence vectors from this layer's output (0 = embeddings; reference: 8)"}
+    )
+    seq_pooling: POOLING_CHOICES = field(
+        default="mean",
+        metadata={"help": "'mean' over tokens other than <s>, </s>, padding (reference launch) or 'cls' (<s>)"},
+    )
+    seq_similarity: SIMILARITY_CHOICES = field(
+        default="dot", metadata={"help": "'dot' (reference) or 'cosine' (reference option use_cosine)"}
+    )
+    seq_temperature: float = field(default=1.0, metadata={"help": "softmax temperature of SEQ (reference: 1)"})
+    seq_negatives: NEGATIVES_CHOICES = field(
+        default="all",
+        metadata={
+            "help": "'all': reference 2N x 2N NT-Xent (same-script sentences are negatives too); 'cross': only the "
+            "other script's sentences (the paper's formula)"
+        },
+    )
+    seq_gather: GATHER_CHOICES = field(
+        default="exact",
+        metadata={
+            "help": "multi-worker SEQ: 'exact' (autograd all-gather: the single-process gradient of the global batch), "
+            "'reference' (the paper's code: 1/W of it), 'local' (each worker's own pairs only)"
+        },
+    )
+    encoder_batching: ENCODER_BATCHING_CHOICES = field(
+        default="separate",
+        metadata={
+            "help": "'separate': one encoder pass per stream; 'stacked': original and Latin in one padded pass "
+            "(same result; see benchmarks for which is faster on your hardware)"
+        },
+    )
+
+
+@register_criterion("mlm_seq_tlm", dataclass=MlmSeqTlmConfig)
+class MlmSeqTlmCriterion(FairseqCriterion):
+    """MLM(orig) + MLM(Latin) + SEQ + TLM on batches of ``translit_align`` (see module docstring)."""
+
+    def __init__(
+        self,
+        task,
+        mlm_orig_weight: float = 1.0,
+        mlm_latn_weight: float = 1.0,
+        seq_weight: float = 1.0,
+        tlm_weight: float = 1.0,
+        seq_layer: int = 8,
+        seq_pooling: str = "mean",
+        seq_similarity: str = "dot",
+        seq_temperature: float = 1.0,
+        seq_negatives: str = "all",
+        seq_gather: str = "exact",
+        encoder_batching: str = "separate",
+    ) -> None:
+        super().__init__(task)
+        self.weights = {"orig": mlm_orig_weight, "latn": mlm_latn_weight, "seq": seq_weight, "tlm": tlm_weight}
+        if any(w < 0 for w in self.weights.values()):
+            raise ValueError(f"loss weights must be >= 0, got {self.weights}")
+        if not any(self.weights.values()):
+            raise ValueError("all loss weights are 0: nothing to train")
+        if seq_temperature <= 0:
+            raise ValueError(f"--seq-temperature must be > 0, got {seq_temperature}")
+        self.seq_layer = seq_layer
+        self.seq_pooling = str(seq_pooling)
+        self.seq_similarity = str(seq_similarity)
+        self.seq_temperature = seq_temperature
+        self.seq_negatives = str(seq_negatives)
+        self.seq_gather = str(seq_gather)
+        self.encoder_batching = str(encoder_batching)
+        d = task.source_dictionary
+        self.special_ids = (d.bos(), d.eos(), d.pad())
+
+    # -------------------------------------------------------------------------------------------------- helpers
+    @staticmethod
+    def _data_parallel():
+        """(group, world size) of data parallelism; (None, 1) when not distributed."""
+        if not (dist.is_available() and dist.is_initialized()):
+            return None, 1
+        from fairseq.distributed import utils as dist_utils
+
+        group = dist_utils.get_data_parallel_group()
+        return group, dist_utils.get_world_size(group)
+
+    def _encode(self, model, streams: list[dict], mlm: list[bool], need_hidden: bool):
+        """Run the encoder on ``streams`` (one pass each, or one stacked pass) -> per stream (logits, inner_states).
+
+        ``logits`` is ``M x V`` over that stream's selected positions (None where ``mlm`` is False) and
+        ``inner_states`` the list of ``T x B x C`` states (None unless ``need_hidden``).
+        """
+        if self.encoder_batching == "stacked" and len(streams) > 1 and not any("positions" in s for s in streams):
+            width = max(s["src_tokens"].shape[1] for s in streams)
+            tokens = torch.cat([F.pad(s["src_tokens"], (0, width - s["src_tokens"].shape[1]), value=self.padding_idx)
+                                for s in streams])  # (sum B) x T
+            selected = torch.cat([F.pad(s["target"], (0, width - s["target"].shape[1]), value=self.padding_idx)
+                                  for s in streams]).ne(self.padding_idx)
+            any_mlm = any(mlm)
+            if any_mlm and not all(mlm):  # only the streams that train MLM go through the LM head
+                keep = torch.cat([torch.full((s["src_tokens"].shape[0], 1), m, device=tokens.device)
+                                  for s, m in zip(streams, mlm)])
+                selected = selected & keep
+            logits, extra = model(tokens, features_only=not any_mlm, return_all_hiddens=need_hidden,
+                                  masked_tokens=selected if any_mlm else None)
+            sizes = [s["src_tokens"].shape[0] for s in streams]
+            # the LM head's rows follow the row-major selection: first stream 0's selected tokens, then stream 1's
+            counts = [int(c.sum()) for c in selected.split(sizes)] if any_mlm else [0] * len(streams)
+            out = []
+            row = 0
+            for i, s in enumerate(streams):
+                b, t = s["src_tokens"].shape
+                lg = logits[sum(counts[:i]): sum(counts[: i + 1])] if mlm[i] else None
+                hs = [h[:t, row: row + b] for h in extra["inner_states"]] if need_hidden else None
+                out.append((lg, hs))
+                row += b
+            return out
+        out = []
+        for s, m in zip(streams, mlm):
+            kwargs = {"positions": s["positions"]} if "positions" in s else {}
+            selected = s["target"].ne(self.padding_idx)
+            logits, extra = model(s["src_tokens"], features_only=not m, return_all_hiddens=need_hidden,
+                                  masked_tokens=selected if m else None, **kwargs)
+            out.append((logits if m else None, extra["inner_states"] if need_hidden else None))
+        return out
+
+    def _mlm_sum(self, logits: Tensor, stream: dict) -> tuple[Tensor, Tensor]:
+        """Summed float32 cross-entropy over the selected positions, and their number."""
+        target = stream["target"]
+        targets = target[target.ne(self.padding_idx)]  # M, row-major like the LM head's selection
+        if logits.shape[0] != targets.shape[0]:
+            raise RuntimeError(f"LM head returned {logits.shape[0]} rows for {targets.shape[0]} selected tokens")
+        loss = F.cross_entropy(logits.float(), targets, reduction="sum")
+        return loss, torch.tensor(float(targets.numel()), device=logits.device)
+
+    def _pool(self, inner_states: list[Tensor], tokens: Tensor) -> Tensor:
+        if not 0 <= self.seq_layer < len(inner_states):
+            raise ValueError(
+                f"--seq-layer {self.seq_layer} but the model has {len(inner_states) - 1} layers (valid: 0.."
+                f"{len(inner_states) - 1}); the reference uses 8 for 12-layer models"
+            )
+        hidden = inner_states[self.seq_layer].transpose(0, 1)  # T x B x C -> B x T x C
+        return pool_hidden(hidden, content_mask(tokens, self.special_ids), self.seq_pooling)  # B x C, float32
+
+    # ---------------------------------------------------------------------------------------------------- forward
+    def forward(self, model, sample: dict, reduce: bool = True):
+        """Compute the weighted loss of one batch -> ``(loss, sample_size, logging_output)``.
+
+        ``sample_size`` is 1 per worker and micro-batch, except in ``exact`` gathering where it is this worker's share
+        of the global batch (so the shares of all workers add up to 1 and fairseq's gradient normalisation yields the
+        global-batch gradient).
+        """
+        w = self.weights
+        use_seq = w["seq"] > 0
+        group, world = self._data_parallel()
+        exact = world > 1 and self.seq_gather == "exact"
+        n_local = int(sample["nsentences"])
+
+        # ---- encoder passes: the original and Latin streams (MLM and/or SEQ), then TLM
+        pair_streams, pair_mlm = [], []
+        for name in ("orig", "latn"):
+            if w[name] > 0 or use_seq:
+                pair_streams.append(name)
+                pair_mlm.append(w[name] > 0)
+        outputs: dict[str, tuple] = {}
+        if pair_streams:
+            encoded = self._encode(model, [sample[s] for s in pair_streams], pair_mlm, need_hidden=use_seq)
+            outputs.update(zip(pair_streams, encoded))
+        if w["tlm"] > 0:
+            outputs["tlm"] = self._encode(model, [sample["tlm"]], [True], need_hidden=False)[0]
+
+        # ---- MLM terms: summed cross-entropies and counts
+        sums: dict[str, Tensor] = {}
+        counts: dict[str, Tensor] = {}
+        for name in MLM_TERMS:
+            if w[name] > 0:
+                sums[name], counts[name] = self._mlm_sum(outputs[name][0], sample[name])
+        denominators = dict(counts)
+        n_global = n_local
+        if exact:
+            # Global normalisers: the sum over workers of sum_ce / global_count is the global-batch mean.
+            device = sample["orig"]["src_tokens"].device
+            zero = torch.zeros((), device=device)
+            stats = torch.stack([counts.get(n, zero) for n in MLM_TERMS] + [zero + n_local]).double()
+            dist.all_reduce(stats, group=group)
+            denominators = {n: stats[i].to(torch.float32) for i, n in enumerate(MLM_TERMS) if n in counts}
+            n_global = int(stats[-1].item())
+        terms = {n: sums[n] / denominators[n].clamp(min=1.0) for n in sums}
+
+        # ---- SEQ
+        seq_logging = {}
+        if use_seq:
+            o_vec = self._pool(outputs["orig"][1], sample["orig"]["src_tokens"])  # N x C
+            l_vec = self._pool(outputs["latn"][1], sample["latn"]["src_tokens"])  # N x C
+            both = torch.cat([o_vec, l_vec], dim=1)  # N x 2C: one collective for both sides
+            rows = None
+            if world > 1 and self.seq_gather == "exact":
+                both, rows = all_gather_with_grad(both, group)
+            elif world > 1 and self.seq_gather == "reference":
+                both, rows = all_gather_reference(both, group)
+            o_all, l_all = both.split(o_vec.shape[1], dim=1)
+            # exact: this worker's rows of the global loss (the rows of all workers add up to it);
+            # reference / local: the whole (gathered / local) loss on every worker, as the reference code does.
+            terms["seq"] = seq_contrastive_loss(
+                o_all, l_all, temperature=self.seq_temperature, similarity=self.seq_similarity,
+                negatives=self.seq_negatives, rows=rows if self.seq_gather == "exact" else None,
+            )
+            share = n_local / max(o_all.shape[0], 1)
+            logged_seq = terms["seq"].detach() if self.seq_gather == "exact" else terms["seq"].detach() * share
+            seq_logging = {
+                "seq_loss": logged_seq,
+                "seq_weight": share if world > 1 and self.seq_gather != "local" else 1.0,
+                "seq_correct": retrieval_correct(o_all.detach(), l_all.detach(), similarity=self.seq_similarity,
+                                                 rows=rows),
+                "seq_count": n_local,
+            }
+
+        loss = sum(w[n] * t for n, t in terms.items())
+        sample_size = n_local / max(n_global, 1) if exact else 1.0
+
+        logging_output = {
+            "loss": loss.detach(),
+            "sample_size": sample_size,
+            "ntokens": sample["ntokens"],
+            "nsentences": n_local,
+            **seq_logging,
+        }
+        for name in sums:
+            logging_output[f"mlm_{name}_sum"] = sums[name].detach()
+            logging_output[f"mlm_{name}_count"] = counts[name]
+        return loss, sample_size, logging_output
+
+    # ---------------------------------------------------------------------------------------------------- logging
+    @staticmethod
+    def reduce_metrics(logging_outputs) -> None:
+        """Aggregate across workers and micro-batches: token-weighted MLM means, batch-averaged SEQ and loss."""
+
+        def total(key: str) -> float:
+            return float(sum(float(log.get(key, 0)) for log in logging_outputs))
+
+        sample_size = total("sample_size")
+        metrics.log_scalar("loss", total("loss") / max(sample_size, 1e-8), sample_size, round=4)
+        for name, label in (("orig", "loss_mlm_orig"), ("latn", "loss_mlm_latn"), ("tlm", "loss_tlm")):
+            count = total(f"mlm_{name}_count")
+            if any(f"mlm_{name}_sum" in log for log in logging_outputs):
+                metrics.log_scalar(label, total(f"mlm_{name}_sum") / max(count, 1.0), count, round=4)
+        if any("seq_loss" in log for log in logging_outputs):
+            weight = total("seq_weight")
+            metrics.log_scalar("loss_seq", total("seq_loss") / max(weight, 1e-8), weight, round=4)
+            count = total("seq_count")
+            metrics.log_scalar("seq_acc", total("seq_correct") / max(count, 1.0), count, round=4)
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return True

@@ -1,0 +1,335 @@
+"""``translit_align``: post-training on (original, Latin transliteration) pairs: MLM on both, SEQ and TLM.
+
+Reads what ``translit-ppa prepare`` writes::
+
+    DATA/orig/{train,valid}.{bin,idx}  + DATA/orig/dict.txt     original-script side, one sentence per line
+    DATA/latn/{train,valid}.{bin,idx}  + DATA/latn/dict.txt     its uroman transliteration, line-aligned
+    DATA/{split}.lang.npy (optional)   per-pair language ids (int), with DATA/langs.txt naming them (id i = line i)
+
+Each binarized line is ``pieces + </s>``; the task prepends ``<s>``.  The dictionary is ``DATA/orig/dict.txt`` plus
+``<mask>`` (like fairseq's ``masked_lm``), so its ids are the HF XLM-R ids (see :mod:`translit_plugin.vocab`).
+Batches are built by :class:`translit_plugin.data.TranslitPairDataset` (masking, TLM) and consumed by the
+``mlm_seq_tlm`` criterion.
+
+Start from a converted model with ``--finetune-from-model MODEL_DIR/model.pt`` (resumable: a relaunch continues from
+``checkpoint_last.pt``) or ``--restore-file MODEL_DIR/model.pt --reset-optimizer --reset-dataloader --reset-meters
+--reset-lr-scheduler``.  The task checks that the start checkpoint's embedding matrix has one row per dictionary entry
+and that ``MODEL_DIR/dict.txt`` (when present) lists the same pieces as the data's ``dict.txt``.
+"""
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+from fairseq.data import Dictionary, data_utils
+from fairseq.data.resampling_dataset import ResamplingDataset
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.tasks import FairseqTask, register_task
+from omegaconf import II, MISSING
+
+from translit_plugin.data import MaskingConfig, TranslitPairDataset, temperature_sampling_weights
+
+logger = logging.getLogger(__name__)
+
+SIDES = ("orig", "latn")
+LONG_SEQUENCE_CHOICES = ChoiceEnum(["truncate", "error"])
+MASK_SAMPLING_CHOICES = ChoiceEnum(["bernoulli", "exact_count"])
+TLM_ORDER_CHOICES = ChoiceEnum(["random", "orig_first", "latn_first"])
+EMBED_KEY = "encoder.sentence_encoder.embed_tokens.weight"
+
+
+@dataclass
+class TranslitAlignConfig(FairseqDataclass):
+    data: str = field(
+        default=MISSING,
+        metadata={"help": "data-bin directory written by `translit-ppa prepare` (holds orig/ and latn/)"},
+    )
+    tokens_per_sample: int = field(
+        default=512,
+        metadata={
+            "help": "longest sequence of each stream, <s> and </s> included (reference: 512); at most the model's "
+            "--max-positions"
+        },
+    )
+    long_sequences: LONG_SEQUENCE_CHOICES = field(
+        default="truncate",
+        metadata={
+            "help": "a side longer than --tokens-per-sample: 'truncate' (reference: keep the first pieces and "
+            "</s>; the TLM concatenation is cut at --tokens-per-sample) or 'error' (stop, naming the lines)"
+        },
+    )
+    mask_prob: float = field(default=0.15, metadata={"help": "probability of selecting a (non-special) token for MLM"})
+    leave_unmasked_prob: float = field(default=0.1, metadata={"help": "share of selected tokens left unchanged"})
+    random_token_prob: float = field(default=0.1, metadata={"help": "share of selected tokens replaced at random"})
+    mask_sampling: MASK_SAMPLING_CHOICES = field(
+        default="bernoulli",
+        metadata={
+            "help": "'bernoulli' (reference: each token independently) or 'exact_count' (fairseq masked_lm style: "
+            "int(p * n + U) tokens per sequence; specials are never selected either way)"
+        },
+    )
+    tlm_order: TLM_ORDER_CHOICES = field(
+        default="random",
+        metadata={"help": "order of the two sides in the TLM sequence: 'random' per pair and epoch (reference)"},
+    )
+    tlm_reset_positions: bool = field(
+        default=False,
+        metadata={"help": "restart positions for the second TLM segment (reference ablation; default: continue)"},
+    )
+    lang_sampling_temperature: float = field(
+        default=1.0,
+        metadata={
+            "help": "resample training pairs per epoch so language k has probability ~ (n_k/N)^(1/T); 1 = natural "
+            "distribution (the paper); needs DATA/train.lang.npy"
+        },
+    )
+    reuse_dataloader: bool = field(
+        default=False,
+        metadata={
+            "help": "reuse the DataLoader across epochs; keep False with --num-workers > 0, otherwise persistent "
+            "workers keep the first epoch's masks"
+        },
+    )
+    seed: int = II("common.seed")
+    # fairseq reads these annotations at run time and understands Optional[...], not "X | None"
+    restore_file: Optional[str] = II("checkpoint.restore_file")  # noqa: UP045
+    finetune_from_model: Optional[str] = II("checkpoint.finetune_from_model")  # noqa: UP045
+
+
+def _resolved(cfg, key: str) -> str | None:
+    """A string field of ``cfg``, or None when unset or an interpolation that cannot be resolved (task built alone)."""
+    try:
+        value = getattr(cfg, key, None)
+    except Exception:  # omegaconf InterpolationKeyError: no `checkpoint` section outside fairseq-train
+        return None
+    if not isinstance(value, str) or not value or value.startswith("${"):
+        return None
+    return value
+
+
+@register_task("translit_align", dataclass=TranslitAlignConfig)
+class TranslitAlignTask(FairseqTask):
+    """Post-training on original/Latin pairs (see module docstring); pair with ``--criterion mlm_seq_tlm``."""
+
+    cfg: TranslitAlignConfig
+
+    def __init__(self, cfg: TranslitAlignConfig, dictionary: Dictionary) -> None:
+        super().__init__(cfg)
+        self.dictionary = dictionary
+        self.mask_idx = dictionary.add_symbol("<mask>")
+        self.lang_names: list[str] | None = self._load_lang_names()
+
+    # ------------------------------------------------------------------------------------------------------ setup
+    @classmethod
+    def dictionary_path(cls, data: str) -> str:
+        """``DATA/orig/dict.txt``; a model directory's ``dict.txt`` (hub loading passes it as ``data``) also works."""
+        for candidate in (os.path.join(data, "orig", "dict.txt"), os.path.join(data, "dict.txt")):
+            if os.path.isfile(candidate):
+                return candidate
+        raise FileNotFoundError(
+            f"no dictionary under {data!r}: expected {os.path.join(data, 'orig', 'dict.txt')} (written by "
+            "`translit-ppa prepare`); pass the prepared data-bin directory as DATA"
+        )
+
+    @classmethod
+    def setup_task(cls, cfg: TranslitAlignConfig, **kwargs) -> "TranslitAlignTask":
+        data = cfg.data.split(":")[0]
+        path = cls.dictionary_path(data)
+        dictionary = Dictionary.load(path)
+        latn_dict = os.path.join(data, "latn", "dict.txt")
+        if os.path.isfile(latn_dict) and Dictionary.load(latn_dict).symbols != dictionary.symbols:
+            raise ValueError(f"{path} and {latn_dict} differ: both sides must be binarized with the model's dictionary")
+        logger.info("dictionary %s: %d types (+ <mask>)", path, len(dictionary))
+        return cls(cfg, dictionary)
+
+    def _load_lang_names(self) -> list[str] | None:
+        path = os.path.join(self.cfg.data.split(":")[0], "langs.txt")
+        if not os.path.isfile(path):
+            return None
+        with open(path, encoding="utf-8") as f:
+            return [line.strip() for line in f if line.strip()]
+
+    def _load_lang_ids(self, split: str, n: int) -> np.ndarray | None:
+        path = os.path.join(self.cfg.data.split(":")[0], f"{split}.lang.npy")
+        if not os.path.isfile(path):
+            return None
+        lang = np.load(path).astype(np.int64)
+        if lang.ndim != 1 or len(lang) != n:
+            raise ValueError(f"{path}: expected {n} language ids (one per pair), found shape {lang.shape}")
+        if self.lang_names is not None and len(lang) and (lang.min() < 0 or lang.max() >= len(self.lang_names)):
+            raise ValueError(f"{path}: language ids outside 0..{len(self.lang_names) - 1} (langs.txt)")
+        return lang
+
+    # ------------------------------------------------------------------------------------------------------- data
+    def _load_side(self, side: str, split: str, combine: bool):
+        data = self.cfg.data.split(":")[0]
+        prefix = os.path.join(data, side, split)
+        if os.path.isfile(prefix + ".bin") and os.path.getsize(prefix + ".bin") == 0:
+            raise ValueError(
+                f"split {split!r} is empty ({prefix}.bin has no sentences): prepare a non-empty {split} split or "
+                + ("pass --disable-validation" if split != "train" else "check the input corpus")
+            )
+        dataset = data_utils.load_indexed_dataset(prefix, self.dictionary, combine=combine)
+        if dataset is None:
+            raise FileNotFoundError(
+                f"{prefix}.{{bin,idx}} not found: `translit-ppa prepare` writes {side}/{split}.bin/.idx under DATA "
+                f"(split {split!r}; for no validation pass --disable-validation)"
+            )
+        return dataset, prefix
+
+    def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs) -> None:
+        """Load ``split`` of both sides, check they pair up, and wrap them (see module docstring)."""
+        (orig, orig_path), (latn, latn_path) = (self._load_side(s, split, combine) for s in SIDES)
+        if len(orig) != len(latn):
+            raise ValueError(
+                f"{orig_path}.bin has {len(orig)} sentences but {latn_path}.bin has {len(latn)}: the sides must be "
+                "line-aligned; re-run `translit-ppa prepare` so both are written from the same pairs"
+            )
+        if len(orig) == 0:
+            raise ValueError(
+                f"split {split!r} is empty ({orig_path}.bin has no sentences): prepare a non-empty {split} split or "
+                + ("pass --disable-validation" if split != "train" else "check the input corpus")
+            )
+        self._check_lengths(split, orig, latn, orig_path)
+        lang = self._load_lang_ids(split, len(orig))
+        dataset = TranslitPairDataset(
+            orig,
+            latn,
+            self.dictionary,
+            mask_idx=self.mask_idx,
+            seed=self.cfg.seed,
+            max_positions=self.cfg.tokens_per_sample,
+            masking=MaskingConfig(
+                mask_prob=self.cfg.mask_prob,
+                leave_unmasked_prob=self.cfg.leave_unmasked_prob,
+                random_token_prob=self.cfg.random_token_prob,
+                sampling=str(self.cfg.mask_sampling),
+            ),
+            tlm_order=str(self.cfg.tlm_order),
+            tlm_reset_positions=self.cfg.tlm_reset_positions,
+            lang=lang,
+            shuffle=split == "train",
+            name=f"{self.cfg.data}:{split}",
+        )
+        logger.info("%s: %d pairs from %s and %s", split, len(dataset), orig_path, latn_path)
+        if split == "train" and self.cfg.lang_sampling_temperature != 1.0:
+            dataset = self._resample_languages(dataset, lang, epoch)
+        self.datasets[split] = dataset
+
+    def _check_lengths(self, split: str, orig, latn, orig_path: str) -> None:
+        limit = self.cfg.tokens_per_sample - 1  # the binaries hold pieces + </s>; <s> is added here
+        for side, ds in zip(SIDES, (orig, latn)):
+            sizes = np.asarray(ds.sizes)
+            too_long = np.flatnonzero(sizes > limit)
+            empty = int((sizes <= 1).sum())
+            if empty:
+                logger.warning("%s/%s: %d sentences have no pieces (only </s>); prepare normally drops them",
+                               side, split, empty)
+            if len(too_long) == 0:
+                continue
+            lines = ", ".join(str(i + 1) for i in too_long[:10])
+            msg = (f"{side}/{split}: {len(too_long)} sentences exceed --tokens-per-sample "
+                   f"{self.cfg.tokens_per_sample} (with <s> and </s>); lines {lines}"
+                   f"{' ...' if len(too_long) > 10 else ''}")
+            if self.cfg.long_sequences == "error":
+                raise ValueError(msg + "; shorten them or pass --long-sequences truncate")
+            logger.warning("%s; truncating them (reference behaviour)", msg)
+
+    def _resample_languages(self, dataset: TranslitPairDataset, lang: np.ndarray | None, epoch: int):
+        if lang is None:
+            raise ValueError(
+                f"--lang-sampling-temperature {self.cfg.lang_sampling_temperature} needs per-pair language ids "
+                f"({os.path.join(self.cfg.data, 'train.lang.npy')}), written by `translit-ppa prepare`"
+            )
+        weights, q = temperature_sampling_weights(lang, self.cfg.lang_sampling_temperature)
+        names = self.lang_names or [str(i) for i in range(max(q) + 1)]
+        logger.info("language sampling (T=%g): %s", self.cfg.lang_sampling_temperature,
+                    ", ".join(f"{names[k]}={p:.3f}" for k, p in sorted(q.items())))
+        return LanguageResamplingDataset(dataset, weights=weights, replace=True, seed=self.cfg.seed, epoch=epoch)
+
+    # ------------------------------------------------------------------------------------------------------ model
+    def build_model(self, cfg, from_checkpoint: bool = False):
+        model = super().build_model(cfg, from_checkpoint)
+        rows = model.encoder.sentence_encoder.embed_tokens.num_embeddings
+        if rows != len(self.dictionary):
+            raise ValueError(f"model has {rows} embedding rows but the dictionary has {len(self.dictionary)} entries")
+        model_max = model.max_positions() if hasattr(model, "max_positions") else None
+        if isinstance(model_max, int) and model_max < self.cfg.tokens_per_sample:
+            raise ValueError(
+                f"--tokens-per-sample {self.cfg.tokens_per_sample} exceeds the model's {model_max} positions; "
+                f"pass --tokens-per-sample {model_max} (or less)"
+            )
+        if not from_checkpoint:
+            self.check_start_checkpoint()
+        return model
+
+    def check_start_checkpoint(self) -> None:
+        """Fail early, with both paths named, when the start checkpoint's vocabulary is not the data's."""
+        candidates = [_resolved(self.cfg, "finetune_from_model")]
+        restore = _resolved(self.cfg, "restore_file")
+        if restore is not None and os.path.basename(restore) != "checkpoint_last.pt":
+            candidates.append(restore)
+        data_dict = self.dictionary_path(self.cfg.data.split(":")[0])
+        for path in filter(None, candidates):
+            if not os.path.isfile(path):
+                continue  # fairseq reports a missing file itself
+            model_dict = os.path.join(os.path.dirname(os.path.abspath(path)), "dict.txt")
+            if os.path.isfile(model_dict) and os.path.abspath(model_dict) != os.path.abspath(data_dict):
+                theirs = Dictionary.load(model_dict).symbols
+                if theirs != self.dictionary.symbols[: len(theirs)] or len(theirs) + 1 != len(self.dictionary):
+                    first = next(
+                        (i for i, (a, b) in enumerate(zip(theirs, self.dictionary.symbols)) if a != b),
+                        min(len(theirs), len(self.dictionary.symbols)),
+                    )
+                    raise ValueError(
+                        f"dictionary mismatch: {model_dict} (the model's) and {data_dict} (the data's) differ from "
+                        f"entry {first} on; binarize the data with the model's dictionary (`translit-ppa prepare "
+                        "--model-dir MODEL_DIR`)"
+                    )
+            rows = _checkpoint_embedding_rows(path)
+            if rows is not None and rows != len(self.dictionary):
+                raise ValueError(
+                    f"{path} has {rows} embedding rows but {data_dict} + <mask> gives {len(self.dictionary)} ids: the "
+                    "data was binarized with a different vocabulary than the model's; re-run `translit-ppa prepare` "
+                    "with this model's dict.txt"
+                )
+
+    # --------------------------------------------------------------------------------------------------- plumbing
+    @property
+    def source_dictionary(self) -> Dictionary:
+        return self.dictionary
+
+    @property
+    def target_dictionary(self) -> Dictionary:
+        return self.dictionary
+
+    def max_positions(self) -> int:
+        return self.cfg.tokens_per_sample
+
+    def begin_epoch(self, epoch: int, model) -> None:
+        model.set_epoch(epoch)
+
+
+class LanguageResamplingDataset(ResamplingDataset):
+    """fairseq's ``ResamplingDataset`` with a correct ``num_tokens_vec`` (the base class forwards resampled indices)."""
+
+    def num_tokens_vec(self, indices: np.ndarray) -> np.ndarray:
+        return self.dataset.num_tokens_vec(self._cur_indices.array[indices])
+
+    def filter_indices_by_size(self, indices: np.ndarray, max_sizes):
+        return indices, []
+
+
+def _checkpoint_embedding_rows(path: str) -> int | None:
+    """Number of token-embedding rows in a fairseq checkpoint, read lazily (memory-mapped), or None if unreadable."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", mmap=True)
+    except Exception as err:  # legacy (non-zip) format or an unreadable file: fairseq will report it
+        logger.debug("could not memory-map %s (%s); skipping the vocabulary check", path, err)
+        return None
+    weights = (state.get("model") or {}).get(EMBED_KEY)
+    return None if weights is None else int(weights.shape[0])

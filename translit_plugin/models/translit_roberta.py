@@ -107,7 +107,7 @@ class TranslitRobertaModel(RobertaModel):
 
         if OmegaConf.is_config(args):
             OmegaConf.set_struct(args, False)
-        translit_roberta_base(args)
+        _xlmr_defaults(args)  # fill what the chosen arch left unset (not its sizes: positions stay the arch's)
         if not utils.safe_hasattr(args, "max_positions"):
             if not utils.safe_hasattr(args, "tokens_per_sample"):
                 args.tokens_per_sample = task.max_positions()

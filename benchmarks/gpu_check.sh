@@ -15,7 +15,8 @@ elif ! $PY -c "import fairseq" 2>/dev/null; then
   export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
   $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
   $PY -m pip install -q --no-index --no-deps --no-build-isolation --target /tmp/site .whl/antlr4-python3-runtime-*.tar.gz
-  MAX_JOBS=${MAX_JOBS:-16} $PY -m pip install -q --no-index --no-deps --no-build-isolation --target /tmp/site \
+  # CUDA_HOME unset: the sdist lacks the CUDA extensions' sources (libnat_cuda, ...), which text training never uses
+  env -u CUDA_HOME MAX_JOBS=${MAX_JOBS:-16} $PY -m pip install -q --no-index --no-deps --no-build-isolation --target /tmp/site \
     .whl/fairseq_fixed-*.tar.gz
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true

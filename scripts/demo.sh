@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make demo`: the whole pipeline on the shipped demo corpus, CPU only, no network (~6 minutes on 2 cores).
+# `make demo`: the whole pipeline on the shipped demo corpus, CPU only, no network (~8 minutes on 2 cores).
 #   1. a small start model (sentencepiece on the demo corpus + a random XLM-R, saved as an HF checkpoint)
 #   2. translit-ppa convert          HF -> fairseq model directory (parity-checked against HF)
 #   3. translit-ppa prepare          sample, uroman-transliterate, binarize the pairs
@@ -32,11 +32,11 @@ $BIN/fairseq-train "$OUT/prep/data-bin" --user-dir translit_plugin \
   --task translit_align --criterion mlm_seq_tlm --arch translit_roberta_tiny \
   --finetune-from-model "$OUT/start-fs/model.pt" --tokens-per-sample 128 --seq-layer 2 \
   --optimizer adam --adam-betas '(0.9,0.999)' --adam-eps 1e-8 --weight-decay 0.01 --clip-norm 1.0 \
-  --lr 2e-3 --lr-scheduler polynomial_decay --total-num-update 1000 --warmup-updates 50 \
-  --batch-size 32 --max-update 1000 --save-dir "$OUT/checkpoints" --no-epoch-checkpoints \
-  --save-interval-updates 500 --validate-interval-updates 250 \
-  --log-format simple --log-interval 100 --cpu --num-workers 0 --seed 1 2>&1 | tee "$OUT/train.log" \
-  | grep -E "\| (train_inner|valid|train) \||Loaded|done training"
+  --lr 3e-3 --lr-scheduler polynomial_decay --total-num-update 1800 --warmup-updates 50 \
+  --batch-size 32 --max-update 1800 --save-dir "$OUT/checkpoints" --no-epoch-checkpoints \
+  --save-interval-updates 900 --validate-interval-updates 600 \
+  --log-format simple --log-interval 200 --cpu --num-workers 0 --seed 1 2>&1 | tee "$OUT/train.log" \
+  | grep --line-buffered -E "\| (train_inner|valid|train) \||Loaded|done training"
 
 step "5/5 retrieval on the held-apart dev set, before vs after"
 $BIN/python scripts/demo_eval.py --start "$OUT/start-fs" --checkpoint "$OUT/checkpoints/checkpoint_last.pt" \

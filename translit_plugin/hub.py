@@ -22,9 +22,6 @@ from torch import Tensor, nn
 
 logger = logging.getLogger(__name__)
 
-POOLINGS = ("mean", "mean_no_special", "cls")
-
-
 class _HubTask:
     """The two things model construction needs from a fairseq task (no data loading)."""
 
@@ -168,7 +165,6 @@ class TranslitHubInterface(nn.Module):
             raise ValueError(f"layer {layer} out of range 0..{self.num_layers}")
         return inner[layer].transpose(0, 1)
 
-    @torch.no_grad()
     def embed(
         self,
         sentences: Sequence[str],
@@ -182,39 +178,14 @@ class TranslitHubInterface(nn.Module):
 
         ``pooling``: ``mean`` over the attention mask including ``<s>``/``</s>`` (the Glot500 / paper retrieval
         protocol), ``mean_no_special`` (the SEQ training objective's pooling), or ``cls`` (``<s>``).  Sentences are
-        sorted by length so each batch pads little; the model is put in eval mode for the call.
+        sorted by length so each batch pads little; the model is in eval mode for the call.  The implementation is
+        :func:`translit_plugin.evaluation.embedding.embed_sentences`, which the evaluation commands use too.
         """
-        from tqdm.auto import tqdm
+        from .evaluation.embedding import embed_sentences
 
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if not 0 <= layer <= self.num_layers:
             raise ValueError(f"layer {layer} out of range 0..{self.num_layers} for this model")
-        max_length = min(max_length, self.max_positions)
-        encoded = [self.encode(s, max_length) for s in sentences]
-        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
-        out = torch.empty(len(encoded), self.model.encoder.sentence_encoder.embed_tokens.embedding_dim)
-        was_training = self.model.training
-        self.model.eval()
-        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-        show = progress if progress is not None else len(batches) > 10
-        try:
-            for idx in tqdm(batches, desc="embed", unit="batch", disable=not show):
-                tokens = self.pad_batch([encoded[i] for i in idx]).to(self.device)
-                _, extra = self.model(tokens, features_only=True, return_all_hiddens=True)
-                h = extra["inner_states"][layer].transpose(0, 1).float()  # T x B x C -> B x T x C
-                out[idx] = pool(h, tokens, pooling, self.dictionary).cpu()
-        finally:
-            self.model.train(was_training)
-        return out
-
-
-def pool(h: Tensor, tokens: Tensor, pooling: str, dictionary) -> Tensor:
-    """Pool B x T x C states over T -> B x C (see :meth:`TranslitHubInterface.embed` for the modes)."""
-    if pooling == "cls":
-        return h[:, 0]
-    mask = tokens.ne(dictionary.pad())
-    if pooling == "mean_no_special":
-        mask &= tokens.ne(dictionary.bos()) & tokens.ne(dictionary.eos())
-    m = mask.unsqueeze(-1).to(h.dtype)  # B x T x 1
-    return (h * m).sum(1) / m.sum(1).clamp(min=1)
+        if not sentences:
+            return torch.empty(0, self.model.encoder.sentence_encoder.embed_tokens.embedding_dim)
+        show = progress if progress is not None else len(sentences) > 10 * batch_size
+        return embed_sentences(self, sentences, layer, pooling, batch_size, max_length, progress=show)

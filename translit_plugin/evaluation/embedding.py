@@ -3,7 +3,9 @@
 Each sentence is encoded as ``<s> pieces </s>`` (truncated to ``max_length`` keeping ``</s>``), run through the
 encoder, and the hidden states of one layer (``inner_states[layer]``, which equals HF ``hidden_states[layer]``;
 0 = embedding output) are pooled: ``mean`` over every non-padding position including ``<s>`` and ``</s>`` (the
-reference's attention-mask mean), or ``cls`` = the ``<s>`` state.
+reference's attention-mask mean), ``mean_no_special`` (the same without ``<s>``/``</s>``: the SEQ training
+objective's pooling), or ``cls`` = the ``<s>`` state.  :meth:`translit_plugin.hub.TranslitHubInterface.embed` is this
+function.
 
 Batches are formed from length-sorted sentences by default (far less padding; results are unchanged because
 padding is masked), and rows are returned in input order.
@@ -18,7 +20,7 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-POOLINGS = ("mean", "cls")
+POOLINGS = ("mean", "mean_no_special", "cls")
 
 
 def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -28,8 +30,11 @@ def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def pool(states: torch.Tensor, mask: torch.Tensor, pooling: str = "mean") -> torch.Tensor:
-    """Pool B x T x C hidden states to B x C: ``mean`` over ``mask`` or ``cls`` (position 0, ``<s>``)."""
-    if pooling == "mean":
+    """Pool B x T x C hidden states to B x C: mean over ``mask`` or ``cls`` (position 0, ``<s>``).
+
+    For ``mean_no_special`` the caller's ``mask`` already excludes ``<s>``/``</s>`` (see :func:`embed_sentences`).
+    """
+    if pooling in ("mean", "mean_no_special"):
         return masked_mean(states, mask)
     if pooling == "cls":
         return states[:, 0].float()
@@ -103,7 +108,10 @@ def embed_sentences(
             if not -len(inner) <= layer < len(inner):
                 raise ValueError(f"layer {layer} out of range: the model has {len(inner) - 1} layers (0 = embeddings)")
             states = inner[layer].transpose(0, 1)  # T x B x C -> B x T x C
-            vecs = pool(states, tokens.ne(pad), pooling).cpu()
+            mask = tokens.ne(pad)  # B x T
+            if pooling == "mean_no_special":
+                mask &= tokens.ne(hub.dictionary.bos()) & tokens.ne(eos)
+            vecs = pool(states, mask, pooling).cpu()
             if out is None:
                 out = torch.empty(len(sentences), vecs.size(1), dtype=torch.float32)
             out[torch.tensor(batch)] = vecs

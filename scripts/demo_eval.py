@@ -87,19 +87,23 @@ def main(argv: list[str] | None = None) -> int:
 
     targets = [lang for lang in langs if lang != "eng_Latn"]
     cols = ("orig2latn_top1", "orig2latn_top10", "lang2eng_top10")
-    header = f"{'language':<10}" + "".join(f"{c + ' start->aligned':>34}" for c in cols)
+    header = f"{'language':<14}" + "".join(f"{c + ' start->aligned':>34}" for c in cols)
     lines = [f"Retrieval on {n} held-apart dev sentences per language (layer {results['start']['layer']}, cosine):",
              header, "-" * len(header)]  # fmt: skip
-    avg = {c: [0.0, 0.0] for c in cols}
     for lang in targets:
-        row = f"{lang:<10}"
+        row = f"{lang:<14}"
         for c in cols:
-            a, b = 100 * results["start"][lang][c], 100 * results["aligned"][lang][c]
-            avg[c][0] += a / len(targets)
-            avg[c][1] += b / len(targets)
+            row += f"{100 * results['start'][lang][c]:>22.1f} -> {100 * results['aligned'][lang][c]:>6.1f}  "
+        lines.append(row)
+    # Latin-script languages are kept apart: their "transliteration" is nearly the text itself, so a random model
+    # already retrieves it by shared tokens and training can only move away from that.
+    non_latin = [t for t in targets if not t.endswith("_Latn")]
+    for label, group in (("Avg non-Latin", non_latin), ("Average", targets)):
+        row = f"{label:<14}"
+        for c in cols:
+            a, b = (sum(100 * results[m][t][c] for t in group) / len(group) for m in ("start", "aligned"))
             row += f"{a:>22.1f} -> {b:>6.1f}  "
         lines.append(row)
-    lines.append(f"{'Average':<10}" + "".join(f"{avg[c][0]:>22.1f} -> {avg[c][1]:>6.1f}  " for c in cols))
     print("\n".join(lines))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "demo_results.json").write_text(json.dumps({"sentences": n, "results": results}, indent=2) + "\n")
@@ -111,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
     x = range(len(targets))
-    for ax, c, title in ((axes[0], "orig2latn_top1", "original -> Latin, top-1"),
+    for ax, c, title in ((axes[0], "orig2latn_top10", "original -> Latin, top-10"),
                          (axes[1], "lang2eng_top10", "language -> English, top-10")):  # fmt: skip
         for off, name, color in ((-0.2, "start", "#999999"), (0.2, "aligned", "#1f77b4")):
             ax.bar([i + off for i in x], [100 * results[name][t][c] for t in targets], width=0.4, label=name,

@@ -1,0 +1,41 @@
+#!/usr/bin/env python3
+"""``make bench``: run every CPU benchmark once, in one process tree, and print their reports.
+
+Each benchmark prints ratios against a baseline measured in the same run (see ``benchmarks/RESULTS.md``):
+``bench_prepare`` (1 vs 2 prepare workers), ``bench_embed`` (length-sorted vs unsorted batching),
+``bench_train_step`` (separate vs stacked encoder passes), ``bench_train_throughput`` (fairseq plugin vs the
+HF-Transformers way of the same objective; needs ``make demo``'s output), ``bench_data_loading`` (time to first batch
+and peak RSS, fairseq binarized vs HF ``datasets`` CSV, which it skips when ``datasets`` is not installed; needs
+``make demo``'s output).  ``gpu_check.sh`` needs a GPU and is run by hand.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BENCHMARKS = [
+    ["bench_prepare.py"],
+    ["bench_embed.py", "--sentences", "2000"],
+    ["bench_train_step.py", "--steps", "5"],
+    ["bench_train_throughput.py", "--pairs", "800"],
+    ["bench_data_loading.py"],
+]
+
+
+def main() -> int:
+    failed = []
+    for cmd in BENCHMARKS:
+        print(f"\n=== {' '.join(cmd)}", flush=True)
+        r = subprocess.run([sys.executable, str(HERE / cmd[0]), *cmd[1:]])
+        if r.returncode:
+            failed.append(cmd[0])
+    if failed:
+        print(f"\nfailed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -499,31 +499,32 @@ PARITY_SENTENCES = [
 ]
 
 
+def _compare_with_hf(hub, hf, batch: dict, tol: float, what: str) -> float:
+    """Max abs difference of every hidden state (padding included) and the MLM logits; raise above ``tol``."""
+    with torch.no_grad():
+        out = hf(**batch, output_hidden_states=True)
+        logits, extra = hub.model(batch["input_ids"], return_all_hiddens=True)
+    diff = (logits - out.logits).abs().max().item()
+    for ours_h, theirs in zip(extra["inner_states"], out.hidden_states):
+        diff = max(diff, (ours_h.transpose(0, 1) - theirs).abs().max().item())  # T x B x C -> B x T x C
+    if diff > tol:
+        raise ConversionError(f"{what} failed: max abs difference {diff:.3g} > {tol} between HF and fairseq")
+    logger.info("%s passed: max abs difference %.3g over %d sentences", what, diff, len(PARITY_SENTENCES))
+    return diff
+
+
 def parity_check(hf_dir: Path, model_dir: Path, tol: float = 1e-4) -> float:
-    """Max abs difference of all hidden states and MLM logits between HF and our model; raise above ``tol``."""
+    """HF checkpoint vs the converted model: same token ids, hidden states and logits within ``tol``."""
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     from .hub import from_pretrained
 
-    hub = from_pretrained(str(model_dir))
-    hub.eval()
+    hub = from_pretrained(str(model_dir)).eval()
     hf = AutoModelForMaskedLM.from_pretrained(str(hf_dir)).eval()
-    tok = AutoTokenizer.from_pretrained(str(hf_dir))
-    batch = tok(PARITY_SENTENCES, padding=True, return_tensors="pt")
-    ids = batch["input_ids"]
-    ours = hub.batch_encode(PARITY_SENTENCES)
-    if not torch.equal(ours, ids):
+    batch = dict(AutoTokenizer.from_pretrained(str(hf_dir))(PARITY_SENTENCES, padding=True, return_tensors="pt"))
+    if not torch.equal(hub.batch_encode(PARITY_SENTENCES), batch["input_ids"]):
         raise ConversionError(f"{model_dir}: our tokenization differs from the HF tokenizer of {hf_dir}")
-    with torch.no_grad():
-        out = hf(**batch, output_hidden_states=True)
-        logits, extra = hub.model(ids, return_all_hiddens=True)
-    diff = (logits - out.logits).abs().max().item()
-    for ours_h, theirs in zip(extra["inner_states"], out.hidden_states):
-        diff = max(diff, (ours_h.transpose(0, 1) - theirs).abs().max().item())
-    if diff > tol:
-        raise ConversionError(f"parity check failed: max abs difference {diff:.3g} > {tol} between HF and fairseq")
-    logger.info("parity check passed: max abs difference %.3g over %d sentences", diff, len(PARITY_SENTENCES))
-    return diff
+    return _compare_with_hf(hub, hf, batch, tol, "parity check")
 
 
 # -------------------------------------------------------------------------------------------------- fairseq -> HF
@@ -641,7 +642,7 @@ def export_fairseq_to_hf(
 
 
 def export_parity_check(checkpoint: Path, spm_path: Path, hf_dir: Path, tol: float = 1e-4) -> float:
-    """Run the exported HF model and our checkpoint on the same ids; raise if they differ by more than ``tol``."""
+    """Our checkpoint vs the exported HF model on the same ids (see :func:`_compare_with_hf`)."""
     from transformers import AutoModelForMaskedLM
 
     from .hub import from_pretrained
@@ -650,13 +651,5 @@ def export_parity_check(checkpoint: Path, spm_path: Path, hf_dir: Path, tol: flo
     hub.eval()
     hf = AutoModelForMaskedLM.from_pretrained(str(hf_dir)).eval()
     ids = hub.batch_encode(PARITY_SENTENCES)
-    with torch.no_grad():
-        out = hf(input_ids=ids, attention_mask=ids.ne(1).long(), output_hidden_states=True)
-        logits, extra = hub.model(ids, return_all_hiddens=True)
-    diff = (logits - out.logits).abs().max().item()
-    for ours_h, theirs in zip(extra["inner_states"], out.hidden_states):
-        diff = max(diff, (ours_h.transpose(0, 1) - theirs).abs().max().item())
-    if diff > tol:
-        raise ConversionError(f"export parity check failed: max abs difference {diff:.3g} > {tol}")
-    logger.info("export parity check passed: max abs difference %.3g", diff)
-    return diff
+    batch = {"input_ids": ids, "attention_mask": ids.ne(hub.dictionary.pad()).long()}
+    return _compare_with_hf(hub, hf, batch, tol, "export parity check")

@@ -122,13 +122,11 @@ class TranslitHubInterface(nn.Module):
     # ------------------------------------------------------------------------------------------------ tokenization
     def encode(self, sentence: str, max_length: int | None = None) -> Tensor:
         """``<s> pieces </s>`` as a LongTensor; truncated to ``max_length`` tokens (``</s>`` kept) if given."""
+        from .evaluation.embedding import truncate
         from .vocab import encode_ids
 
-        ids = encode_ids(self.sp, self.id_map, sentence)
-        max_length = max_length or self.max_positions
-        if len(ids) > max_length:
-            ids = ids[: max_length - 1] + [self.dictionary.eos()]
-        return torch.tensor(ids, dtype=torch.long)
+        ids = torch.tensor(encode_ids(self.sp, self.id_map, sentence), dtype=torch.long)
+        return truncate(ids, max_length or self.max_positions, self.dictionary.eos())
 
     def decode(self, tokens: Tensor) -> str:
         """Token ids back to text (specials dropped)."""
@@ -139,10 +137,9 @@ class TranslitHubInterface(nn.Module):
 
     def pad_batch(self, seqs: Sequence[Tensor]) -> Tensor:
         """Right-pad 1-D token tensors into B x T with ``<pad>``."""
-        out = torch.full((len(seqs), max((len(s) for s in seqs), default=0)), self.dictionary.pad(), dtype=torch.long)
-        for i, s in enumerate(seqs):
-            out[i, : len(s)] = s
-        return out
+        from .evaluation.embedding import collate
+
+        return collate(seqs, self.dictionary.pad())
 
     def batch_encode(self, sentences: Sequence[str], max_length: int | None = None) -> Tensor:
         """B x T padded ids for ``sentences`` (order kept)."""

@@ -46,6 +46,14 @@ DEFAULT_HF = REPO / "demo-out" / "start-hf"
 BATCH = 16
 
 
+def _rss_split_mb() -> dict:
+    """Current anonymous (private heap) and file-backed (mapped files, libraries: shared page cache) resident MB."""
+    with open("/proc/self/status") as f:
+        fields = {line.split(":")[0]: int(line.split()[1]) / 1024
+                  for line in f if line.startswith(("RssAnon", "RssFile"))}
+    return {"rss_anon_mb": fields.get("RssAnon", float("nan")), "rss_file_mb": fields.get("RssFile", float("nan"))}
+
+
 def _peak_rss_mb() -> float:
     """This process's peak RSS (VmHWM).  Not ``getrusage``: Linux carries ``ru_maxrss`` over ``fork`` + ``exec``, so a
     worker would report at least its parent's RSS."""
@@ -63,13 +71,14 @@ def worker_fairseq(root: Path) -> dict:
 
     t_import = time.perf_counter() - t0
     rss_import = _peak_rss_mb()
+    split_import = _rss_split_mb()
     task = TranslitAlignTask.setup_task(OmegaConf.structured(TranslitAlignConfig(data=str(root / "fairseq"), seed=1)))
     task.load_dataset("train")
     itr = task.get_batch_iterator(task.datasets["train"], max_sentences=BATCH, seed=1, num_workers=0)
     batch = next(itr.next_epoch_itr(shuffle=True))
     assert batch["nsentences"] == BATCH
     return {"first_batch_s": time.perf_counter() - t0, "import_s": t_import, "rss_after_import_mb": rss_import,
-            "peak_rss_mb": _peak_rss_mb()}
+            "peak_rss_mb": _peak_rss_mb(), **split_import, **{f"{k}_end": v for k, v in _rss_split_mb().items()}}
 
 
 def worker_hf(root: Path, hf_dir: Path, cache: Path) -> dict:
@@ -81,6 +90,7 @@ def worker_hf(root: Path, hf_dir: Path, cache: Path) -> dict:
 
     t_import = time.perf_counter() - t0
     rss_import = _peak_rss_mb()
+    split_import = _rss_split_mb()
     datasets.disable_progress_bars()
     tok = AutoTokenizer.from_pretrained(str(hf_dir))
     ds = datasets.load_dataset("csv", data_files=str(root / "pairs.csv"), split="train", cache_dir=str(cache))
@@ -95,7 +105,7 @@ def worker_hf(root: Path, hf_dir: Path, cache: Path) -> dict:
     batch = next(iter(loader))
     assert len(batch["orig"]["input_ids"]) == BATCH
     return {"first_batch_s": time.perf_counter() - t0, "import_s": t_import, "rss_after_import_mb": rss_import,
-            "peak_rss_mb": _peak_rss_mb()}
+            "peak_rss_mb": _peak_rss_mb(), **split_import, **{f"{k}_end": v for k, v in _rss_split_mb().items()}}
 
 
 # ------------------------------------------------------------------------------------------------------- build
@@ -183,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
                 r["data_rss_mb"] = r["peak_rss_mb"] - r["rss_after_import_mb"]
                 print(f"{n:>9,} pairs  {label:<8} first batch {r['load_s']:7.2f} s after imports "
                       f"({r['first_batch_s']:.2f} s with them)  peak RSS {r['peak_rss_mb']:6.0f} MB "
-                      f"({r['data_rss_mb']:+.0f} MB over the imports)", flush=True)
+                      f"({r['data_rss_mb']:+.0f} MB over the imports; at the first batch anonymous "
+                      f"{r['rss_anon_mb_end'] - r['rss_anon_mb']:+.0f} MB, file-backed "
+                      f"{r['rss_file_mb_end'] - r['rss_file_mb']:+.0f} MB)", flush=True)
     load1 = os.getloadavg()
     for label in ("fairseq", "hf-cold", "hf-warm"):
         rows = {r["pairs"]: r for r in results if r["loader"] == label}

@@ -94,7 +94,7 @@ def test_streams_are_masked_independently_and_order_is_random(data):
 def test_truncation_keeps_eos_and_reset_positions(data):
     task, ds = load(data, tokens_per_sample=16, tlm_reset_positions=True)
     d = task.dictionary
-    lengths = ds.stream_sizes
+    lengths = ds.stream_lengths()
     assert max(lengths["orig"].max(), lengths["latn"].max(), lengths["tlm"].max()) <= 16
     long_index = int(np.argmax(lengths["orig"]))
     item = ds[long_index]
@@ -125,6 +125,51 @@ def test_collater_and_batching_account_for_all_streams(data):
         assert len(b["id"]) * max(ds.num_tokens(i) for i in b["id"].tolist()) <= max_tokens
     assert sorted(seen) == list(range(len(ds))), "every pair exactly once per epoch"
     assert ds.collater([]) == {}
+
+
+def test_compact_size_arrays_match_the_items(data):
+    """Batching sizes live in one narrow array; stream lengths, ``size``, filtering and ordering derive from it."""
+    from fairseq.data import data_utils
+
+    task, ds = load(data, tokens_per_sample=24)
+    assert ds.sizes.dtype == np.uint16 and ds.sizes.nbytes == 2 * len(ds)
+    lengths = ds.stream_lengths()
+    for i in (0, 7, 63, len(ds) - 1):
+        item = ds[i]
+        assert [int(lengths[s][i]) for s in ("orig", "latn", "tlm")] == [len(item[s]) for s in ("orig", "latn", "tlm")]
+        assert ds.num_tokens(i) == sum(len(item[s]) for s in ("orig", "latn", "tlm"))
+        assert ds.size(i) == max(len(item[s]) for s in ("orig", "latn", "tlm"))
+    assert ds.num_tokens_vec(np.array([3, 1])).tolist() == [ds.num_tokens(3), ds.num_tokens(1)]
+    every = np.arange(len(ds))
+    kept, dropped = ds.filter_indices_by_size(every, 24)
+    assert len(kept) == len(ds) and dropped == [], "streams are cut to max_positions, so nothing is too long"
+    kept, dropped = ds.filter_indices_by_size(every, 12)
+    longest = np.array([ds.size(i) for i in every])
+    assert sorted(dropped) == np.flatnonzero(longest > 12).tolist() and (longest[kept] <= 12).all()
+    # ordering = a seeded shuffle, then a stable sort by total length (what the previous int64 code computed)
+    with data_utils.numpy_seed(5):
+        got = ds.ordered_indices()
+    with data_utils.numpy_seed(5):
+        perm = np.random.permutation(len(ds))
+    expected = perm[np.argsort(ds.sizes.astype(np.int64)[perm], kind="mergesort")]
+    assert got.dtype == np.int64 and np.array_equal(got, expected)
+
+
+def test_bounded_mmap_warmup_reads_whole_files_and_restores_fairseq(data, tmp_path):
+    from fairseq.data import data_utils, indexed_dataset
+
+    from translit_plugin.data.mmap_io import bounded_mmap_warmup, warmup_file
+
+    blob = tmp_path / "blob"
+    blob.write_bytes(bytes(range(256)) * 5000)  # 1.28 MB: more than one 1 MiB buffer
+    assert warmup_file(blob) == 1_280_000
+    fairseq_warmup = indexed_dataset._warmup_mmap_file
+    with bounded_mmap_warmup():
+        assert indexed_dataset._warmup_mmap_file is warmup_file
+        ds = data_utils.load_indexed_dataset(f"{data}/orig/train", None)
+    assert indexed_dataset._warmup_mmap_file is fairseq_warmup
+    plain = data_utils.load_indexed_dataset(f"{data}/orig/train", None)
+    assert len(ds) == len(plain) and all(torch.equal(ds[i], plain[i]) for i in (0, 5, len(plain) - 1))
 
 
 def test_language_temperature_sampling(data):

@@ -30,6 +30,7 @@ from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING
 
 from translit_plugin.data import MaskingConfig, TranslitPairDataset, temperature_sampling_weights
+from translit_plugin.data.mmap_io import bounded_mmap_warmup
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +156,9 @@ class TranslitAlignTask(FairseqTask):
         path = os.path.join(self.cfg.data.split(":")[0], f"{split}.lang.npy")
         if not os.path.isfile(path):
             return None
-        lang = np.load(path).astype(np.int64)
+        lang = np.load(path)  # kept in its stored (narrow) integer dtype
+        if not np.issubdtype(lang.dtype, np.integer):
+            raise ValueError(f"{path}: language ids must be integers, found dtype {lang.dtype}; re-run prepare")
         if lang.ndim != 1 or len(lang) != n:
             raise ValueError(f"{path}: expected {n} language ids (one per pair), found shape {lang.shape}")
         if self.lang_names is not None and len(lang) and (lang.min() < 0 or lang.max() >= len(self.lang_names)):
@@ -171,7 +174,8 @@ class TranslitAlignTask(FairseqTask):
                 f"split {split!r} is empty ({prefix}.bin has no sentences): prepare a non-empty {split} split or "
                 + ("pass --disable-validation" if split != "train" else "check the input corpus")
             )
-        dataset = data_utils.load_indexed_dataset(prefix, self.dictionary, combine=combine)
+        with bounded_mmap_warmup():  # fairseq's own warm-up holds a file-sized buffer (up to 100 MiB) per file
+            dataset = data_utils.load_indexed_dataset(prefix, self.dictionary, combine=combine)
         if dataset is None:
             raise FileNotFoundError(
                 f"{prefix}.{{bin,idx}} not found: `translit-ppa prepare` writes {side}/{split}.bin/.idx under DATA "

@@ -146,13 +146,15 @@ def test_compact_size_arrays_match_the_items(data):
     kept, dropped = ds.filter_indices_by_size(every, 12)
     longest = np.array([ds.size(i) for i in every])
     assert sorted(dropped) == np.flatnonzero(longest > 12).tolist() and (longest[kept] <= 12).all()
-    # ordering = a seeded shuffle, then a stable sort by total length (what the previous int64 code computed)
+    # ordering = a seeded shuffle, then a stable sort by total length, ties broken by the original stream's length
     with data_utils.numpy_seed(5):
         got = ds.ordered_indices()
     with data_utils.numpy_seed(5):
         perm = np.random.permutation(len(ds))
-    expected = perm[np.argsort(ds.sizes.astype(np.int64)[perm], kind="mergesort")]
+    expected = perm[np.lexsort((lengths["orig"][perm], ds.sizes.astype(np.int64)[perm]))]
     assert got.dtype == np.int64 and np.array_equal(got, expected)
+    with data_utils.numpy_seed(6):
+        assert not np.array_equal(ds.ordered_indices(), got), "another seed shuffles the ties differently"
 
 
 def test_bounded_mmap_warmup_reads_whole_files_and_restores_fairseq(data, tmp_path):

@@ -11,7 +11,11 @@ Then each loader runs in a fresh subprocess (so its peak RSS is its own) and is 
 fairseq / transformers + datasets: reported separately, several seconds on a loaded machine) to its first training
 batch:
 
-* ``fairseq``: ``TranslitAlignTask`` -> ``load_dataset('train')`` -> ``get_batch_iterator`` (16 pairs) -> ``next``;
+* ``fairseq``: ``TranslitAlignTask`` -> ``load_dataset('train')`` -> ``get_batch_iterator`` (16 pairs) -> ``next``,
+  then ``--more-batches`` further batches, after which the process's RSS is read again (what training adds as it
+  reads the corpus);
+* ``fairseq-mmap``: the same with fairseq's own ``MMapIndexedDataset`` reader instead of the plugin's
+  ``PreadIndexedDataset`` (the baseline of that change, measured in the same run);
 * ``hf-cold``: ``datasets.load_dataset('csv')`` -> ``.map`` with the HF tokenizer (batched, one process) ->
   ``DataLoader`` with a per-batch padding + masking collator -> ``next``, with an empty ``datasets`` cache (a first
   launch, which is what the paper's code does on every new corpus);
@@ -62,12 +66,27 @@ def _peak_rss_mb() -> float:
 
 
 # ------------------------------------------------------------------------------------------------------ workers
-def worker_fairseq(root: Path) -> dict:
+def worker_fairseq(root: Path, reader: str, more_batches: int) -> dict:
     t0 = time.perf_counter()
     from omegaconf import OmegaConf
 
     import translit_plugin  # noqa: F401
+    from translit_plugin.tasks import translit_align
     from translit_plugin.tasks.translit_align import TranslitAlignConfig, TranslitAlignTask
+
+    if reader == "mmap":  # the baseline: fairseq's memory-mapped reader (with the plugin's bounded warm-up)
+        from fairseq.data import indexed_dataset
+
+        from translit_plugin.data.mmap_io import bounded_mmap_warmup
+
+        class FairseqMmap:
+            exists = staticmethod(indexed_dataset.MMapIndexedDataset.exists)
+
+            def __new__(cls, prefix):
+                with bounded_mmap_warmup():
+                    return indexed_dataset.MMapIndexedDataset(prefix)
+
+        translit_align.PreadIndexedDataset = FairseqMmap
 
     t_import = time.perf_counter() - t0
     rss_import = _peak_rss_mb()
@@ -75,10 +94,16 @@ def worker_fairseq(root: Path) -> dict:
     task = TranslitAlignTask.setup_task(OmegaConf.structured(TranslitAlignConfig(data=str(root / "fairseq"), seed=1)))
     task.load_dataset("train")
     itr = task.get_batch_iterator(task.datasets["train"], max_sentences=BATCH, seed=1, num_workers=0)
-    batch = next(itr.next_epoch_itr(shuffle=True))
+    epoch = itr.next_epoch_itr(shuffle=True)
+    batch = next(epoch)
     assert batch["nsentences"] == BATCH
-    return {"first_batch_s": time.perf_counter() - t0, "import_s": t_import, "rss_after_import_mb": rss_import,
-            "peak_rss_mb": _peak_rss_mb(), **split_import, **{f"{k}_end": v for k, v in _rss_split_mb().items()}}
+    out = {"first_batch_s": time.perf_counter() - t0, "import_s": t_import, "rss_after_import_mb": rss_import,
+           "peak_rss_mb": _peak_rss_mb(), **split_import, **{f"{k}_end": v for k, v in _rss_split_mb().items()}}
+    t = time.perf_counter()
+    n = sum(1 for _, _ in zip(range(more_batches), epoch))
+    out.update(more_batches=n, more_batches_s=time.perf_counter() - t, peak_rss_after_more_mb=_peak_rss_mb(),
+               **{f"{k}_after_more": v for k, v in _rss_split_mb().items()})
+    return out
 
 
 def worker_hf(root: Path, hf_dir: Path, cache: Path) -> dict:
@@ -141,7 +166,7 @@ def build(src: Path, root: Path, n: int, seed: int, write_csv: bool) -> None:
 
 def run_worker(kind: str, root: Path, args, cache: Path) -> dict:
     cmd = [sys.executable, __file__, "--worker", kind, "--root", str(root), "--hf-dir", str(args.hf_dir),
-           "--cache", str(cache)]
+           "--cache", str(cache), "--more-batches", str(args.more_batches)]
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode:
@@ -157,13 +182,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-hf", action="store_true", help="skip the HF datasets pipeline")
     parser.add_argument("--tmp", type=Path, default=None, help="where to write the corpora (default: system tmp)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
-    parser.add_argument("--worker", choices=["fairseq", "hf"], help=argparse.SUPPRESS)
+    parser.add_argument("--more-batches", type=int, default=2000,
+                        help="fairseq rows: batches read after the first one before RSS is read again")
+    parser.add_argument("--worker", choices=["fairseq", "fairseq-mmap", "hf"], help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--cache", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
-    if args.worker == "fairseq":
-        print(json.dumps(worker_fairseq(args.root)))
+    if args.worker in ("fairseq", "fairseq-mmap"):
+        print(json.dumps(worker_fairseq(args.root, "mmap" if args.worker == "fairseq-mmap" else "pread",
+                                        args.more_batches)))
         return 0
     if args.worker == "hf":
         print(json.dumps(worker_hf(args.root, args.hf_dir, args.cache)))
@@ -184,20 +212,25 @@ def main(argv: list[str] | None = None) -> int:
             t = time.perf_counter()
             build(args.data, root, n, seed=1, write_csv=hf)
             build_s = time.perf_counter() - t
-            kinds = ["fairseq"] + (["hf", "hf"] if hf else [])
-            for kind, label in zip(kinds, ["fairseq", "hf-cold", "hf-warm"]):
+            kinds = ["fairseq", "fairseq-mmap"] + (["hf", "hf"] if hf else [])
+            for kind, label in zip(kinds, ["fairseq", "fairseq-mmap", "hf-cold", "hf-warm"]):
                 r = run_worker(kind, root, args, root / "hf-cache")
                 r.update(pairs=n, loader=label, write_s=build_s)
                 results.append(r)
                 r["load_s"] = r["first_batch_s"] - r["import_s"]
                 r["data_rss_mb"] = r["peak_rss_mb"] - r["rss_after_import_mb"]
-                print(f"{n:>9,} pairs  {label:<8} first batch {r['load_s']:7.2f} s after imports "
+                print(f"{n:>9,} pairs  {label:<12} first batch {r['load_s']:7.2f} s after imports "
                       f"({r['first_batch_s']:.2f} s with them)  peak RSS {r['peak_rss_mb']:6.0f} MB "
                       f"({r['data_rss_mb']:+.0f} MB over the imports; at the first batch anonymous "
                       f"{r['rss_anon_mb_end'] - r['rss_anon_mb']:+.0f} MB, file-backed "
                       f"{r['rss_file_mb_end'] - r['rss_file_mb']:+.0f} MB)", flush=True)
+                if "more_batches" in r:
+                    print(f"{'':>28}after {r['more_batches']} more batches ({r['more_batches_s']:.1f} s): peak RSS "
+                          f"{r['peak_rss_after_more_mb']:6.0f} MB (anonymous "
+                          f"{r['rss_anon_mb_after_more'] - r['rss_anon_mb']:+.0f} MB, file-backed "
+                          f"{r['rss_file_mb_after_more'] - r['rss_file_mb']:+.0f} MB over the imports)", flush=True)
     load1 = os.getloadavg()
-    for label in ("fairseq", "hf-cold", "hf-warm"):
+    for label in ("fairseq", "fairseq-mmap", "hf-cold", "hf-warm"):
         rows = {r["pairs"]: r for r in results if r["loader"] == label}
         if 100_000 in rows and 1_000_000 in rows:
             growth = rows[1_000_000]["peak_rss_mb"] / rows[100_000]["peak_rss_mb"] - 1

@@ -17,13 +17,14 @@ Start from a converted model with ``--finetune-from-model MODEL_DIR/model.pt`` (
 and that ``MODEL_DIR/dict.txt`` (when present) lists the same pieces as the data's ``dict.txt``.
 """
 
+import itertools
 import logging
 import os
 from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
-from fairseq.data import Dictionary, data_utils
+from fairseq.data import ConcatDataset, Dictionary, data_utils, indexed_dataset
 from fairseq.data.resampling_dataset import ResamplingDataset
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
@@ -31,6 +32,7 @@ from omegaconf import II, MISSING
 
 from translit_plugin.data import MaskingConfig, TranslitPairDataset, temperature_sampling_weights
 from translit_plugin.data.mmap_io import bounded_mmap_warmup
+from translit_plugin.data.pread_dataset import PreadIndexedDataset
 
 logger = logging.getLogger(__name__)
 
@@ -174,8 +176,21 @@ class TranslitAlignTask(FairseqTask):
                 f"split {split!r} is empty ({prefix}.bin has no sentences): prepare a non-empty {split} split or "
                 + ("pass --disable-validation" if split != "train" else "check the input corpus")
             )
-        with bounded_mmap_warmup():  # fairseq's own warm-up holds a file-sized buffer (up to 100 MiB) per file
-            dataset = data_utils.load_indexed_dataset(prefix, self.dictionary, combine=combine)
+        if indexed_dataset.infer_dataset_impl(prefix) == "mmap":
+            # fairseq's format, read without mapping it into the process (see translit_plugin/data/pread_dataset.py)
+            parts = []
+            for k in itertools.count():
+                path_k = prefix + (str(k) if k > 0 else "")
+                if not PreadIndexedDataset.exists(path_k):
+                    break
+                parts.append(PreadIndexedDataset(path_k))
+                logger.info("loaded %s sentences from %s", f"{len(parts[-1]):,}", path_k)
+                if not combine:
+                    break
+            dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
+        else:  # other fairseq formats (raw, lazy, cached) through fairseq's loader
+            with bounded_mmap_warmup():  # fairseq's own warm-up holds a file-sized buffer (up to 100 MiB) per file
+                dataset = data_utils.load_indexed_dataset(prefix, self.dictionary, combine=combine)
         if dataset is None:
             raise FileNotFoundError(
                 f"{prefix}.{{bin,idx}} not found: `translit-ppa prepare` writes {side}/{split}.bin/.idx under DATA "

@@ -36,7 +36,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from bench_train_throughput import DEFAULT_DATA, FairseqSide, subset_data_bin  # noqa: E402
+from bench_train_throughput import (  # noqa: E402
+    FairseqSide,
+    common_arguments,
+    start_cpu_benchmark,
+    subset_data_bin,
+)
 
 logger = logging.getLogger("bench_cpu_efficiency")
 
@@ -106,27 +111,15 @@ def instrument(side: FairseqSide, timings: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="prepared data-bin (default: the demo's)")
-    parser.add_argument("--pairs", type=int, default=800, help="pairs drawn from --data's train split")
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=16)
+    common_arguments(parser, 800, "pairs drawn from --data's train split")
     parser.add_argument("--steps", type=int, default=20, help="timed (and then profiled) steps")
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--encoder-batching", default="separate", choices=["separate", "stacked"])
     parser.add_argument("--peak-sizes", type=int, nargs="+", default=[256, 512, 1024, 2048])
-    parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--top", type=int, default=12, help="ops listed individually")
-    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for name in ("fairseq", "translit_plugin"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    if not (args.data / "orig" / "train.bin").is_file():
-        logger.error("need a prepared data-bin at %s: run `make demo` first, or pass --data", args.data)
+    if not start_cpu_benchmark(args, logger):
         return 2
-    torch.set_num_threads(args.threads)
     load0 = os.getloadavg()
 
     # ---- 1. matmul peak

@@ -28,13 +28,18 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from bench_train_throughput import DEFAULT_DATA, FairseqSide, subset_data_bin  # noqa: E402
+from bench_train_throughput import (  # noqa: E402
+    FairseqSide,
+    common_arguments,
+    run_interleaved,
+    start_cpu_benchmark,
+    subset_data_bin,
+)
 
 logger = logging.getLogger("bench_step_optimizations")
 STREAMS = ("orig", "latn", "tlm")
@@ -74,58 +79,16 @@ def full_position_head(model) -> None:
     head.forward = forward
 
 
-def run_interleaved(sides: dict, epochs: int, block: int) -> dict:
-    """Alternate ``block`` steps of each side until each has done ``epochs`` epochs; totals per side."""
-    totals = {n: {"pairs": 0, "tokens": 0, "padded": 0, "steps": 0, "seconds": 0.0} for n in sides}
-    for _ in range(epochs):
-        for side in sides.values():
-            side.restart()
-        live = set(sides)
-        while live:
-            for name in list(sides):
-                if name not in live:
-                    continue
-                for _ in range(block):
-                    t = time.perf_counter()
-                    r = sides[name].step()
-                    dt = time.perf_counter() - t
-                    if r is None:
-                        live.discard(name)
-                        break
-                    tot = totals[name]
-                    tot["seconds"] += dt
-                    tot["steps"] += 1
-                    tot["pairs"] += r[0]
-                    tot["tokens"] += r[1]
-                    tot["padded"] += r[2]
-    for tot in totals.values():
-        tot["pairs_per_s"] = tot["pairs"] / tot["seconds"]
-        tot["padding"] = 1 - tot["tokens"] / tot["padded"]
-    return totals
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="prepared data-bin (default: the demo's)")
-    parser.add_argument("--pairs", type=int, default=4000, help="pairs for the timed epochs")
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=16)
+    common_arguments(parser, 4000, "pairs for the timed epochs")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--block", type=int, default=10, help="steps per side before switching")
     parser.add_argument("--head-steps", type=int, default=30, help="steps timed per LM-head variant")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     args.encoder_batching = "separate"
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for name in ("fairseq", "translit_plugin"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    if not (args.data / "orig" / "train.bin").is_file():
-        logger.error("need a prepared data-bin at %s: run `make demo` first, or pass --data", args.data)
+    if not start_cpu_benchmark(args, logger):
         return 2
-    torch.set_num_threads(args.threads)
     load0 = os.getloadavg()
 
     from fairseq import metrics

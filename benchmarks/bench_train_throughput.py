@@ -70,6 +70,67 @@ def subset_data_bin(src: Path, out: Path, n: int, seed: int) -> tuple[list[str],
     return texts["orig"], texts["latn"]
 
 
+# -------------------------------------------------------------------------------------- shared by the CPU benchmarks
+def common_arguments(parser: argparse.ArgumentParser, pairs: int, pairs_help: str) -> None:
+    """The options every CPU training benchmark shares: data, model size, batch, threads, seed, JSON output."""
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="prepared data-bin (default: the demo's)")
+    parser.add_argument("--pairs", type=int, default=pairs, help=pairs_help)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=16, help="pairs per update (the paper: 16 per GPU)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+
+
+def start_cpu_benchmark(args, log: logging.Logger, hf_dir: Path | None = None) -> bool:
+    """Logging, the input check (``args.data``, and ``hf_dir`` when given) and ``args.threads``; False if inputs
+    are missing (the caller exits with 2)."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for name in ("fairseq", "translit_plugin"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    if not (args.data / "orig" / "train.bin").is_file():
+        log.error("need a prepared data-bin at %s: run `make demo` first, or pass --data", args.data)
+        return False
+    if hf_dir is not None and not (hf_dir / "tokenizer_config.json").is_file():
+        log.error("need the HF model directory matching --data (%s): run `make demo` first, or pass --hf-dir", hf_dir)
+        return False
+    torch.set_num_threads(args.threads)
+    return True
+
+
+def run_interleaved(sides: dict, epochs: int, block: int) -> dict:
+    """Alternate ``block`` steps of each side (objects with ``restart()`` and ``step()``) until each has made
+    ``epochs`` passes; per side: pairs, tokens, padded tokens, steps, seconds and the derived rates."""
+    totals = {n: {"pairs": 0, "tokens": 0, "padded": 0, "steps": 0, "seconds": 0.0} for n in sides}
+    for _ in range(epochs):
+        for side in sides.values():
+            side.restart()
+        live = set(sides)
+        while live:
+            for name in list(sides):
+                if name not in live:
+                    continue
+                for _ in range(block):
+                    t = time.perf_counter()
+                    r = sides[name].step()
+                    dt = time.perf_counter() - t
+                    if r is None:
+                        live.discard(name)
+                        break
+                    tot = totals[name]
+                    tot["seconds"] += dt
+                    tot["steps"] += 1
+                    tot["pairs"] += r[0]
+                    tot["tokens"] += r[1]
+                    tot["padded"] += r[2]
+    for tot in totals.values():
+        tot["pairs_per_s"] = tot["pairs"] / tot["seconds"]
+        tot["tokens_per_s"] = tot["tokens"] / tot["seconds"]
+        tot["padding"] = 1 - tot["tokens"] / tot["padded"]
+    return totals
+
+
 # -------------------------------------------------------------------------------------------------- fairseq side
 class FairseqSide:
     """``fairseq.trainer.Trainer`` over the task's own epoch iterator, as ``fairseq_cli/train.py`` runs it."""
@@ -240,32 +301,19 @@ class HFSide:
 # ---------------------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="prepared data-bin (default: the demo's)")
+    common_arguments(parser, 800, "pairs drawn from --data's train split")
     parser.add_argument("--hf-dir", type=Path, default=DEFAULT_HF,
                         help="HF model directory whose tokenizer matches --data's dict.txt (default: the demo's)")
-    parser.add_argument("--pairs", type=int, default=800, help="pairs drawn from --data's train split")
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=16, help="pairs per update (the paper: 16 per GPU)")
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--epochs", type=int, default=1, help="timed passes over the pairs, per side")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per side first")
     parser.add_argument("--block", type=int, default=5, help="steps per side before switching to the other")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads, both sides")
     parser.add_argument("--hf-batching", default="random", choices=["random", "length"],
                         help="HF side: 'random' batches (the reference) or length-sorted ones (ablation)")
     parser.add_argument("--encoder-batching", default="separate", choices=["separate", "stacked"])
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for name in ("fairseq", "translit_plugin"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    if not (args.data / "orig" / "train.bin").is_file() or not (args.hf_dir / "tokenizer_config.json").is_file():
-        logger.error("need a prepared data-bin (%s) and its HF model directory (%s): run `make demo` first, or pass "
-                     "--data/--hf-dir", args.data, args.hf_dir)
+    if not start_cpu_benchmark(args, logger, hf_dir=args.hf_dir):
         return 2
-    torch.set_num_threads(args.threads)
     load0 = os.getloadavg()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -279,35 +327,10 @@ def main(argv: list[str] | None = None) -> int:
             side.restart()
             for _ in range(args.warmup):
                 side.step()
-        totals = {name: {"pairs": 0, "tokens": 0, "padded": 0, "steps": 0, "seconds": 0.0} for name in sides}
-        for _ in range(args.epochs):
-            for side in sides.values():
-                side.restart()
-            live = set(sides)
-            while live:
-                for name in list(sides):
-                    if name not in live:
-                        continue
-                    for _ in range(args.block):
-                        t = time.perf_counter()
-                        r = sides[name].step()
-                        dt = time.perf_counter() - t
-                        if r is None:
-                            live.discard(name)
-                            break
-                        tot = totals[name]
-                        tot["seconds"] += dt
-                        tot["steps"] += 1
-                        tot["pairs"] += r[0]
-                        tot["tokens"] += r[1]
-                        tot["padded"] += r[2]
+        totals = run_interleaved(sides, args.epochs, args.block)
         tokenize_s = sides["hf"].tokenize_s
     load1 = os.getloadavg()
 
-    for tot in totals.values():
-        tot["pairs_per_s"] = tot["pairs"] / tot["seconds"]
-        tot["tokens_per_s"] = tot["tokens"] / tot["seconds"]
-        tot["padding"] = 1 - tot["tokens"] / tot["padded"]
     f, h = totals["fairseq"], totals["hf"]
     ratio = f["pairs_per_s"] / h["pairs_per_s"]
     logger.info("model %d layers x %d hidden (%d params), vocab %d, %d pairs x %d epoch(s), %d pairs/update, "

@@ -81,6 +81,8 @@ def common_arguments(parser: argparse.ArgumentParser, pairs: int, pairs_help: st
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--batch-order", default="random", choices=["random", "length"],
+                        help="fairseq side: the task's --batch-order (default: random, the reference's batches)")
 
 
 def start_cpu_benchmark(args, log: logging.Logger, hf_dir: Path | None = None) -> bool:
@@ -150,7 +152,7 @@ class FairseqSide:
             "--adam-eps", "1e-8", "--weight-decay", "0.01", "--lr", "2e-5", "--lr-scheduler", "polynomial_decay",
             "--total-num-update", "100000", "--clip-norm", "1.0", "--batch-size", str(args.batch_size),
             "--num-workers", "0", "--seed", str(args.seed), "--cpu", "--disable-validation", "--no-save",
-            "--encoder-batching", args.encoder_batching,
+            "--encoder-batching", args.encoder_batching, "--batch-order", args.batch_order,
         ]
         parser = options.get_training_parser()
         cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, input_args=argv))

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make demo`: the whole pipeline on the shipped demo corpus, CPU only, no network (~8 minutes on 2 cores).
+# `make demo`: the whole pipeline on the shipped demo corpus, CPU only, no network (~12-15 minutes on 2 cores).
 #   1. a small start model (sentencepiece on the demo corpus + a random XLM-R, saved as an HF checkpoint)
 #   2. translit-ppa convert          HF -> fairseq model directory (parity-checked against HF)
 #   3. translit-ppa prepare          sample, uroman-transliterate, binarize the pairs

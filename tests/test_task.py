@@ -146,15 +146,31 @@ def test_compact_size_arrays_match_the_items(data):
     kept, dropped = ds.filter_indices_by_size(every, 12)
     longest = np.array([ds.size(i) for i in every])
     assert sorted(dropped) == np.flatnonzero(longest > 12).tolist() and (longest[kept] <= 12).all()
-    # ordering = a seeded shuffle, then a stable sort by total length, ties broken by the original stream's length
+    # default order (the reference's): a seeded permutation, different every epoch; batches mix languages
     with data_utils.numpy_seed(5):
         got = ds.ordered_indices()
     with data_utils.numpy_seed(5):
-        perm = np.random.permutation(len(ds))
-    expected = perm[np.lexsort((lengths["orig"][perm], ds.sizes.astype(np.int64)[perm]))]
+        assert np.array_equal(got, np.random.permutation(len(ds)))
+    assert not ds.can_reuse_epoch_itr_across_epochs, "random batches are drawn anew each epoch"
+    itr = task.get_batch_iterator(ds, max_sentences=16, seed=1, epoch=1)
+    first = [b["id"].tolist() for b in itr.next_epoch_itr(shuffle=True)]
+    second = [b["id"].tolist() for b in task.get_batch_iterator(ds, max_sentences=16, seed=1, epoch=2)
+              .next_epoch_itr(shuffle=True)]
+    assert sorted(sum(first, [])) == sorted(sum(second, [])) == list(range(len(ds)))
+    assert {tuple(sorted(b)) for b in first} != {tuple(sorted(b)) for b in second}
+    if ds.lang is not None:
+        assert np.mean([len(set(ds.lang[b].tolist())) for b in first]) > 2, "random batches span languages"
+    # --batch-order length: a seeded shuffle, then a stable sort by total length only (ties keep the shuffled order)
+    _, by_length = load(data, tokens_per_sample=24, batch_order="length")
+    with data_utils.numpy_seed(5):
+        got = by_length.ordered_indices()
+    with data_utils.numpy_seed(5):
+        perm = np.random.permutation(len(by_length))
+    expected = perm[np.argsort(by_length.sizes.astype(np.int64)[perm], kind="mergesort")]
     assert got.dtype == np.int64 and np.array_equal(got, expected)
+    assert by_length.can_reuse_epoch_itr_across_epochs
     with data_utils.numpy_seed(6):
-        assert not np.array_equal(ds.ordered_indices(), got), "another seed shuffles the ties differently"
+        assert not np.array_equal(by_length.ordered_indices(), got), "another seed shuffles the ties differently"
 
 
 def test_bounded_mmap_warmup_reads_whole_files_and_restores_fairseq(data, tmp_path):

@@ -56,7 +56,9 @@ class TranslitPairDataset(FairseqDataset):
         tlm_order: ``"random"`` (reference: a fair coin per pair and epoch), ``"orig_first"`` or ``"latn_first"``.
         tlm_reset_positions: give B its own positions (reference ablation) instead of continuing them.
         lang: optional ``(N,)`` int array of per-pair language ids (returned in the batch as ``lang``).
-        shuffle: shuffle before sorting by length in :meth:`ordered_indices` (training).
+        shuffle: shuffle before sorting by length in :meth:`ordered_indices` (training; ``batch_order="length"``).
+        batch_order: ``"random"`` (reference: uniformly random batches, drawn anew each epoch) or ``"length"``
+            (sorted by total length: less padding, homogeneous batches).
         name: for messages (e.g. ``"train"``).
     """
 
@@ -73,6 +75,7 @@ class TranslitPairDataset(FairseqDataset):
         tlm_reset_positions: bool = False,
         lang: np.ndarray | None = None,
         shuffle: bool = True,
+        batch_order: str = "random",
         name: str = "",
     ) -> None:
         super().__init__()
@@ -83,6 +86,8 @@ class TranslitPairDataset(FairseqDataset):
             )
         if lang is not None and len(lang) != len(orig):
             raise ValueError(f"{name}: {len(lang)} language ids for {len(orig)} pairs; they must match line by line")
+        if batch_order not in ("random", "length"):
+            raise ValueError(f"unknown batch_order {batch_order!r} (random or length)")
         if tlm_order not in ("random", "orig_first", "latn_first"):
             raise ValueError(f"unknown tlm_order {tlm_order!r}")
         if max_positions < 3:
@@ -97,6 +102,7 @@ class TranslitPairDataset(FairseqDataset):
         self.tlm_order = tlm_order
         self.tlm_reset_positions = tlm_reset_positions
         self.shuffle = shuffle
+        self.batch_order = batch_order
         self.epoch = 1
         # Random replacements come from the non-special ids: a drawn <pad> would change fairseq's attention mask.
         self.random_low = dictionary.nspecial
@@ -152,35 +158,26 @@ class TranslitPairDataset(FairseqDataset):
         return indices[~too_long], indices[too_long].tolist()
 
     def ordered_indices(self) -> np.ndarray:
-        """Shuffled (under fairseq's ``numpy_seed``), then stably sorted by total length and, among pairs of equal
-        total, by the original side's length, so batches are homogeneous in every stream.
+        """The order fairseq cuts into batches (called under ``numpy_seed(seed + epoch)``).
 
-        Each stream is padded to its own longest member, and pairs with the same total can split it very differently
-        between the two sides; the second key makes neighbours agree on both sides (on the demo corpus, 16-pair
-        batches: 9.2% padding over the three streams with the total alone, 2.4% with both keys; see
-        ``benchmarks/bench_step_optimizations.py``).
+        ``random`` (default): a permutation, so every batch is a uniform draw of pairs, as in the reference code's
+        Trainer; a fresh one every epoch, and a seeded one for validation too (the data-bin lists languages one after
+        the other, so file order would give monolingual validation batches).  ``length``: shuffled (training), then
+        stably sorted by total length: little padding, but every in-batch negative of SEQ then has the positive's
+        length, and on the demo the retrieval SEQ trains for ends far lower (``benchmarks/RESULTS.md``).
         """
+        if self.batch_order == "random":
+            return np.random.permutation(len(self))
         order = np.random.permutation(len(self)) if self.shuffle else np.arange(len(self))
-        key = self._ordering_key(order)
-        by_length = np.argsort(key, kind="stable")
-        del key
+        by_length = np.argsort(self._num_tokens[order], kind="stable")  # radix sort on the narrow sizes
         # order[by_length], gathered in place ('clip' does no overlap buffering; each slot is read before written)
         return np.take(order, by_length, out=by_length, mode="clip")
 
-    def _ordering_key(self, order: np.ndarray) -> np.ndarray:
-        """``num_tokens * (max_positions + 1) + len(orig stream)`` of ``order``'s pairs, in the narrowest dtype."""
-        span = self.max_positions + 1
-        dtype = np.uint32 if int(self._num_tokens.max(initial=0)) * span + span < 2 ** 32 else np.uint64
-        key = np.empty(len(order), dtype=dtype)
-        for start in range(0, len(order), _CHUNK):
-            idx = order[start: start + _CHUNK]
-            o = np.minimum(np.asarray(self.orig.sizes[idx], dtype=dtype) + 1, self.max_positions)
-            key[start: start + _CHUNK] = self._num_tokens[idx].astype(dtype) * span + o
-        return key
-
     @property
     def can_reuse_epoch_itr_across_epochs(self) -> bool:
-        return True  # the batches do not change with the epoch; masks do, through set_epoch
+        # random order: new batches every epoch (fairseq rebuilds them when the iterator is not reused); length
+        # order: the batches do not change with the epoch (masks do, through set_epoch)
+        return self.batch_order == "length"
 
     def set_epoch(self, epoch: int) -> None:
         super().set_epoch(epoch)

@@ -146,15 +146,15 @@ class TranslitPairDataset(FairseqDataset):
         return self._num_tokens[indices]  # narrow dtype; fairseq's batch_by_size casts it to int64 itself
 
     def size(self, index: int) -> int:
-        return int(max(x[0] for x in self._lengths([index])))
+        """Longest stream of pair ``index``: always TLM, since ``min(o + l - 1, P) >= max(o, l)`` for ``l, o >= 1``."""
+        return int(self._lengths([index])[2][0])
 
     def filter_indices_by_size(self, indices: np.ndarray, max_sizes) -> tuple[np.ndarray, list]:
         """Drop pairs whose longest stream exceeds ``max_sizes``: none when ``max_sizes >= max_positions``, since every
         stream is cut to ``max_positions`` at load (the common case; then no per-pair array is allocated)."""
         if not isinstance(max_sizes, (int, float, np.integer)) or max_sizes >= self.max_positions:
             return indices, []
-        o, l_, t = self._lengths(indices)
-        too_long = np.maximum(np.maximum(o, l_), t) > max_sizes
+        too_long = self._lengths(indices)[2] > max_sizes  # the TLM stream is the longest (see size)
         return indices[~too_long], indices[too_long].tolist()
 
     def ordered_indices(self) -> np.ndarray:

@@ -31,7 +31,6 @@ from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING
 
 from translit_plugin.data import MaskingConfig, TranslitPairDataset, temperature_sampling_weights
-from translit_plugin.data.mmap_io import bounded_mmap_warmup
 from translit_plugin.data.pread_dataset import PreadIndexedDataset
 
 logger = logging.getLogger(__name__)
@@ -200,8 +199,7 @@ class TranslitAlignTask(FairseqTask):
                     break
             dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
         else:  # other fairseq formats (raw, lazy, cached) through fairseq's loader
-            with bounded_mmap_warmup():  # fairseq's own warm-up holds a file-sized buffer (up to 100 MiB) per file
-                dataset = data_utils.load_indexed_dataset(prefix, self.dictionary, combine=combine)
+            dataset = data_utils.load_indexed_dataset(prefix, self.dictionary, combine=combine)
         if dataset is None:
             raise FileNotFoundError(
                 f"{prefix}.{{bin,idx}} not found: `translit-ppa prepare` writes {side}/{split}.bin/.idx under DATA "

@@ -193,14 +193,22 @@ def test_dictionary_size_disagrees_with_embeddings(tiny_hf_dir, tmp_path):
 
 
 def test_existing_output_needs_force(tiny_hf_dir, tmp_path):
+    from translit_plugin.safe_output import UnsafeOutputError
+
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("user data")
     with pytest.raises(FileExistsError, match="--force"):
         convert_hf_to_fairseq(tiny_hf_dir, out, arch="translit_roberta_tiny", check_parity=False)
+    with pytest.raises(UnsafeOutputError, match="not written by"):  # --force replaces only our own output
+        convert_hf_to_fairseq(tiny_hf_dir, out, arch="translit_roberta_tiny", check_parity=False, force=True)
     assert (out / "keep.txt").exists()
+    (out / "keep.txt").unlink()
+    convert_hf_to_fairseq(tiny_hf_dir, out, arch="translit_roberta_tiny", check_parity=False)  # empty: no --force
+    with pytest.raises(FileExistsError, match="--force"):
+        convert_hf_to_fairseq(tiny_hf_dir, out, arch="translit_roberta_tiny", check_parity=False)
     convert_hf_to_fairseq(tiny_hf_dir, out, arch="translit_roberta_tiny", check_parity=False, force=True)
-    assert (out / "model.pt").exists() and not (out / "keep.txt").exists()
+    assert (out / "model.pt").exists() and (out / "conversion.json").exists()
 
 
 def test_cli_reports_errors(tmp_path):
@@ -208,6 +216,6 @@ def test_cli_reports_errors(tmp_path):
         [sys.executable, "-m", "translit_plugin.cli", "convert", str(tmp_path / "nope"), str(tmp_path / "o")],
         capture_output=True, text=True,
     )  # fmt: skip
-    assert r.returncode == 1 and "no such directory" in r.stderr
+    assert r.returncode == 2 and "no such directory" in r.stderr and "Traceback" not in r.stderr
     r = subprocess.run([sys.executable, "-m", "translit_plugin.cli", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "export-hf" in r.stdout and "prepare" in r.stdout

@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -274,21 +273,16 @@ def fairseq_cfg(
 
 
 @contextmanager
-def staged_output(out_dir: Path, force: bool) -> Iterator[Path]:
-    """Write into a temporary sibling directory and move it into place only when everything succeeded."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not force:
-        raise FileExistsError(f"{out_dir} exists; pass --force to overwrite it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+def staged_output(out_dir: Path, force: bool, inputs: list[Path], marker: str, command: str) -> Iterator[Path]:
+    """Write into a temporary sibling directory and move it into place only when everything succeeded.
+
+    Refuses an ``out_dir`` that is, contains or is inside one of ``inputs``, and replaces an existing one (``force``)
+    only if it carries ``marker`` and nothing but our files (:func:`translit_plugin.safe_output.staged_dir`).
+    """
+    from .safe_output import staged_dir
+
+    with staged_dir(out_dir, force, inputs, marker, command) as tmp:
         yield tmp
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _plugin_version() -> str:
@@ -404,7 +398,7 @@ def convert_hf_to_fairseq(
     if unexpected:
         raise ConversionError(f"{hf_dir}: tensors with no place in translit_roberta: {', '.join(unexpected[:10])}")
 
-    with staged_output(Path(out_dir), force) as tmp:
+    with staged_output(Path(out_dir), force, [hf_dir], "conversion.json", "translit-ppa convert") as tmp:
         shutil.copyfile(spm_path, tmp / "sentencepiece.bpe.model")
         write_fairseq_dict(tmp / "sentencepiece.bpe.model", tmp / "dict.txt")
         cfg = fairseq_cfg(
@@ -621,7 +615,8 @@ def export_fairseq_to_hf(
         "tie_word_embeddings": tied,
         "dtype": str(emb.dtype).replace("torch.", ""),
     }
-    with staged_output(Path(out_dir), force) as tmp:
+    with staged_output(Path(out_dir), force, [checkpoint, spm_path], "translit_ppa_export.json",
+                       "translit-ppa export-hf") as tmp:
         # safetensors refuses shared storage: give each tensor its own contiguous buffer only where needed
         save_file({k: v.contiguous() for k, v in hf_state.items()}, str(tmp / "model.safetensors"),
                   metadata={"format": "pt"})  # fmt: skip

@@ -1,6 +1,11 @@
 """``translit-ppa``: one subcommand per stage; each subcommand's module is imported only when it runs.
 
 Every subcommand module exposes ``add_arguments(parser)`` and ``run(args) -> int``.
+
+Errors: every expected failure is one line on stderr, ``translit-ppa COMMAND: error: WHAT``, and an exit status:
+2 for usage and bad input (missing or malformed files, unsafe output paths, unknown language codes), 3 for failed
+checks (alignment, parity, verification).  Only unexpected exception types (bugs) print a traceback (status 1);
+``--debug`` (before or after the command) prints the traceback of every error.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 
 # name -> (module, one-line help). Modules are imported lazily so `translit-ppa --help` stays fast and a
 # subcommand's heavy dependencies (uroman, transformers, seqeval, matplotlib) load only when needed.
@@ -32,17 +38,64 @@ def build_parser() -> argparse.ArgumentParser:
         description="Transliteration-based post-training alignment for multilingual encoders (fairseq plugin).",
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (default: %(default)s)")
+    parser.add_argument("--debug", action="store_true", help="print the full traceback of any error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_module, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
+USAGE_ERROR = 2  # bad usage or input: missing/malformed files, unsafe output paths, unknown codes
+CHECK_FAILED = 3  # a check failed: alignment, parity, verification
+
+
+def exit_code_for(e: BaseException) -> int | None:
+    """The exit status of an expected error, or None for an unexpected one (a bug: show the traceback).
+
+    Our own error classes say it with an ``exit_code`` attribute; file-system errors and ``ValueError`` (the type of
+    every "this input is wrong" error raised in the package, e.g. ``ConversionError``, ``EvalDataError``) are bad
+    input.
+    """
+    code = getattr(e, "exit_code", None)
+    if isinstance(code, int):
+        return code
+    from translit_plugin.safe_output import UnsafeOutputError
+
+    if isinstance(e, (OSError, ValueError, UnsafeOutputError)):
+        return USAGE_ERROR
+    return None
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as one line: its message with line breaks folded (the type name if it has no message)."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    if isinstance(e, KeyError):
+        text = f"missing key {text}"
+    return text
+
+
+def _split_global(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Options given before the command (``--debug``, ``--log-level X``) and the rest."""
+    glob: list[str] = []
+    i = 0
+    while i < len(argv) and argv[i].startswith("-") and argv[i] not in ("-h", "--help"):
+        if argv[i] == "--log-level" and i + 1 < len(argv):
+            glob += argv[i : i + 2]
+            i += 2
+        elif argv[i] == "--debug" or argv[i].startswith("--log-level="):
+            glob.append(argv[i])
+            i += 1
+        else:
+            break
+    return glob, argv[i:]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    glob, argv = _split_global(argv)
     if not argv or argv[0] not in COMMANDS:
-        args = parser.parse_args(argv)  # prints help / errors for unknown commands
+        args = parser.parse_args(glob + argv)  # prints help / errors for unknown commands
         parser.print_help()
         return 2 if args.command is None else 0
     name, rest = argv[0], argv[1:]
@@ -50,14 +103,29 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(module_name)
     sub = argparse.ArgumentParser(prog=f"translit-ppa {name}", description=help_text)
     sub.add_argument("--log-level", default="INFO", help="logging level (default: %(default)s)")
+    sub.add_argument("--debug", action="store_true", help="print the full traceback of any error")
     module.add_arguments(sub)
-    args = sub.parse_args(rest)
+    args = sub.parse_args(glob + rest)
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
         format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
         force=True,
     )
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        print(f"translit-ppa {name}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the one place every error of a command ends up
+        code = exit_code_for(e)
+        if args.debug or code is None:
+            traceback.print_exc()
+        if code is None:
+            print(f"translit-ppa {name}: internal error: {type(e).__name__}: {one_line(e).rstrip('.')}. This is a "
+                  "bug; please report it with the traceback above", file=sys.stderr)
+            return 1
+        print(f"translit-ppa {name}: error: {one_line(e)}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

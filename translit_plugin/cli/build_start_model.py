@@ -7,7 +7,6 @@ takes like any Glot500 / XLM-R checkpoint.  For the offline demo and tests; real
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -25,16 +24,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import json
+
+    from translit_plugin.safe_output import START_MODEL_MARKER, staged_dir
     from translit_plugin.start_model import build_random_xlmr, train_sentencepiece
 
     out = Path(args.output)
-    if out.exists() and any(out.iterdir()) and not args.force:
-        print(f"error: {out} exists and is not empty; pass --force to overwrite", file=sys.stderr)
-        return 1
-    out.mkdir(parents=True, exist_ok=True)
-    spm_path = train_sentencepiece(args.text, out / "sentencepiece.bpe.model", args.vocab_size, seed=args.seed)
-    build_random_xlmr(
-        spm_path, out, args.layers, args.hidden, args.heads, args.ffn, args.max_positions, seed=args.seed
-    )
+    with staged_dir(out, args.force, args.text, START_MODEL_MARKER, "translit-ppa build-start-model") as tmp:
+        try:
+            spm_path = train_sentencepiece(args.text, tmp / "sentencepiece.bpe.model", args.vocab_size, seed=args.seed)
+        except RuntimeError as e:  # sentencepiece reports bad settings for the text as RuntimeError
+            msg = " ".join(str(e).split()).split("] ", 1)[-1]
+            raise ValueError(f"sentencepiece training on {', '.join(args.text)} failed: {msg}") from e
+        build_random_xlmr(
+            spm_path, tmp, args.layers, args.hidden, args.heads, args.ffn, args.max_positions, seed=args.seed
+        )
+        record = {k: getattr(args, k) for k in ("text", "vocab_size", "layers", "hidden", "heads", "ffn",
+                                                "max_positions", "seed")}
+        (tmp / START_MODEL_MARKER).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {out}")
     return 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -24,14 +24,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from translit_plugin.convert import ConversionError, convert_hf_to_fairseq
+    from translit_plugin.safe_output import CONVERT_MARKER, check_not_input, check_replaceable_dir
 
+    # refuse an unsafe output before the (long) conversion; convert_hf_to_fairseq checks again when it writes
+    check_not_input(args.output, [args.source] if Path(args.source).exists() else [])
+    check_replaceable_dir(args.output, args.force, CONVERT_MARKER, "translit-ppa convert")
     try:
         out = convert_hf_to_fairseq(
             args.source, args.output, force=args.force, arch=args.arch,
             check_parity=not args.no_parity_check, seed=args.seed,
         )  # fmt: skip
-    except (ConversionError, FileExistsError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except ConversionError as e:
+        e.exit_code = 3 if "parity check failed" in str(e) or "tokenization differs" in str(e) else 2
+        raise
     print(f"wrote {out}")
     return 0

@@ -8,7 +8,8 @@ and the start model's sentencepiece file.  Output: ``config.json``, ``model.safe
 from __future__ import annotations
 
 import argparse
-import sys
+import traceback
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,14 +21,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from translit_plugin.convert import ConversionError, export_fairseq_to_hf
+    import pickle
+    import zipfile
 
+    from translit_plugin.convert import ConversionError, export_fairseq_to_hf
+    from translit_plugin.safe_output import EXPORT_MARKER, check_not_input, check_replaceable_dir
+
+    checkpoint = Path(args.checkpoint)
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {checkpoint}" + (" (a directory; give the .pt file in it)"
+                                                                         if checkpoint.is_dir() else ""))
+    spm = Path(args.spm) if args.spm else checkpoint.parent / "sentencepiece.bpe.model"
+    if not spm.is_file():
+        raise FileNotFoundError(f"sentencepiece model not found: {spm}; pass --spm with the start model's "
+                                "sentencepiece.bpe.model")
+    # refuse an unsafe output before reading the checkpoint; export_fairseq_to_hf checks again when it writes
+    check_not_input(args.output, [checkpoint, spm])
+    check_replaceable_dir(args.output, args.force, EXPORT_MARKER, "translit-ppa export-hf")
     try:
         out = export_fairseq_to_hf(
             args.checkpoint, args.output, spm_model=args.spm, force=args.force, check_parity=not args.no_parity_check
         )
-    except (ConversionError, FileExistsError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except ConversionError as e:
+        e.exit_code = 3 if "parity check failed" in str(e) or "tokenization differs" in str(e) else 2
+        raise
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+        frames = {f.name for f in traceback.extract_tb(e.__traceback__)}
+        if frames & {"load_fairseq_checkpoint", "load_checkpoint_to_cpu"}:
+            raise ValueError(f"cannot read checkpoint {checkpoint} ({type(e).__name__}: {e}); is it truncated or "
+                             "not a fairseq checkpoint?") from e
+        raise
     print(f"wrote {out}")
     return 0

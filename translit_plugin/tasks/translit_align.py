@@ -14,23 +14,39 @@ Batches are built by :class:`translit_plugin.data.TranslitPairDataset` (masking,
 Start from a converted model with ``--finetune-from-model MODEL_DIR/model.pt`` (resumable: a relaunch continues from
 ``checkpoint_last.pt``) or ``--restore-file MODEL_DIR/model.pt --reset-optimizer --reset-dataloader --reset-meters
 --reset-lr-scheduler``.  The task checks that the start checkpoint's embedding matrix has one row per dictionary entry
-and that ``MODEL_DIR/dict.txt`` (when present) lists the same pieces as the data's ``dict.txt``.
+and that ``MODEL_DIR/dict.txt`` (when present) lists the same pieces as the data's ``dict.txt``; without it, the
+model directory's ``conversion.json`` (``dict_sha256`` or ``sentencepiece_sha256``) is compared with the data's
+record, else a warning says the vocabulary could not be verified.
+
+Pairing: besides equal sentence counts and one dictionary for both sides, each split is compared with the data-bin's
+``pairing.json`` (:mod:`translit_plugin.data.fingerprint`, written by ``translit-ppa prepare`` and
+``translit-ppa encode``): the task recomputes it from the ``.bin``/``.idx`` files and refuses a side that holds other
+lines (another split, a shift by one line, another dictionary).  Without the file it warns that the pairing cannot be
+verified.  ``fairseq-preprocess`` output works the same way (README, "With fairseq-preprocess").
+
+Errors the user has to fix raise :class:`~translit_plugin.data.errors.TranslitDataError` with a one-line message; under
+``fairseq-train`` they are logged and the process exits with status 2 (no traceback; ``TRANSLIT_PPA_TRACEBACK=1``
+re-raises them).
 """
 
+import functools
 import itertools
+import json
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
-from fairseq.data import ConcatDataset, Dictionary, data_utils, indexed_dataset
+from fairseq.data import ConcatDataset, Dictionary, FairseqDataset, data_utils, indexed_dataset
 from fairseq.data.resampling_dataset import ResamplingDataset
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING
 
-from translit_plugin.data import MaskingConfig, TranslitPairDataset, temperature_sampling_weights
+from translit_plugin.data import MaskingConfig, TranslitPairDataset, fingerprint, temperature_sampling_weights
+from translit_plugin.data.errors import MissingDataError, PairingError, TranslitDataError
 from translit_plugin.data.pread_dataset import PreadIndexedDataset
 
 logger = logging.getLogger(__name__)
@@ -40,6 +56,7 @@ LONG_SEQUENCE_CHOICES = ChoiceEnum(["truncate", "error"])
 MASK_SAMPLING_CHOICES = ChoiceEnum(["bernoulli", "exact_count"])
 TLM_ORDER_CHOICES = ChoiceEnum(["random", "orig_first", "latn_first"])
 BATCH_ORDER_CHOICES = ChoiceEnum(["random", "length"])
+PAIRING_CHECK_CHOICES = ChoiceEnum(["full", "counts"])
 EMBED_KEY = "encoder.sentence_encoder.embed_tokens.weight"
 
 
@@ -98,6 +115,13 @@ class TranslitAlignConfig(FairseqDataclass):
             "distribution (the paper); needs DATA/train.lang.npy"
         },
     )
+    pairing_check: PAIRING_CHECK_CHOICES = field(
+        default="full",
+        metadata={
+            "help": "'full': before training, recompute each split's fingerprint from the .bin/.idx files and "
+            "compare it with DATA/pairing.json (reads the data-bin once); 'counts': only equal sentence counts"
+        },
+    )
     reuse_dataloader: bool = field(
         default=False,
         metadata={
@@ -122,6 +146,53 @@ def _resolved(cfg, key: str) -> str | None:
     return value
 
 
+def _exit_instead_of_raising() -> bool:
+    """True under a fairseq console command (fairseq-train, fairseq-hydra-train, ...) unless TRANSLIT_PPA_TRACEBACK."""
+    if os.environ.get("TRANSLIT_PPA_TRACEBACK"):
+        return False
+    prog = sys.argv[0] if sys.argv else ""
+    return os.path.basename(prog).startswith("fairseq-") or "fairseq_cli" in prog
+
+
+def clean_exit(fn):
+    """Under fairseq-train, turn a :class:`TranslitDataError` into one logged line and exit status 2 (no traceback);
+    elsewhere (tests, library use) re-raise it."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except TranslitDataError as e:
+            if not _exit_instead_of_raising():
+                raise
+            logger.error("translit_align: %s", e)
+            raise SystemExit(e.exit_code) from None
+
+    return wrapper
+
+
+def validate_config(cfg) -> None:
+    """Reject option values that cannot work (one message per option, naming it)."""
+    for name in ("mask_prob", "leave_unmasked_prob", "random_token_prob"):
+        value = float(getattr(cfg, name))
+        if not 0.0 <= value <= 1.0:
+            raise TranslitDataError(f"--{name.replace('_', '-')} {value:g}: must be a probability in [0, 1]")
+    total = float(cfg.leave_unmasked_prob) + float(cfg.random_token_prob)
+    if total > 1.0:
+        raise TranslitDataError(
+            f"--leave-unmasked-prob {cfg.leave_unmasked_prob:g} + --random-token-prob {cfg.random_token_prob:g} = "
+            f"{total:g}: the shares of selected tokens left unchanged and replaced at random must sum to at most 1"
+        )
+    if int(cfg.tokens_per_sample) <= 2:
+        raise TranslitDataError(
+            f"--tokens-per-sample {cfg.tokens_per_sample}: must be > 2 (<s>, at least one piece, </s>)"
+        )
+    if not float(cfg.lang_sampling_temperature) > 0.0:
+        raise TranslitDataError(
+            f"--lang-sampling-temperature {cfg.lang_sampling_temperature:g}: must be > 0 (1 = natural distribution)"
+        )
+
+
 @register_task("translit_align", dataclass=TranslitAlignConfig)
 class TranslitAlignTask(FairseqTask):
     """Post-training on original/Latin pairs (see module docstring); pair with ``--criterion mlm_seq_tlm``."""
@@ -133,6 +204,7 @@ class TranslitAlignTask(FairseqTask):
         self.dictionary = dictionary
         self.mask_idx = dictionary.add_symbol("<mask>")
         self.lang_names: list[str] | None = self._load_lang_names()
+        self._pairing_checked: dict[str, tuple] = {}
 
     # ------------------------------------------------------------------------------------------------------ setup
     @classmethod
@@ -141,19 +213,22 @@ class TranslitAlignTask(FairseqTask):
         for candidate in (os.path.join(data, "orig", "dict.txt"), os.path.join(data, "dict.txt")):
             if os.path.isfile(candidate):
                 return candidate
-        raise FileNotFoundError(
+        raise MissingDataError(
             f"no dictionary under {data!r}: expected {os.path.join(data, 'orig', 'dict.txt')} (written by "
             "`translit-ppa prepare`); pass the prepared data-bin directory as DATA"
         )
 
     @classmethod
+    @clean_exit
     def setup_task(cls, cfg: TranslitAlignConfig, **kwargs) -> "TranslitAlignTask":
+        validate_config(cfg)
         data = cfg.data.split(":")[0]
         path = cls.dictionary_path(data)
         dictionary = Dictionary.load(path)
         latn_dict = os.path.join(data, "latn", "dict.txt")
         if os.path.isfile(latn_dict) and Dictionary.load(latn_dict).symbols != dictionary.symbols:
-            raise ValueError(f"{path} and {latn_dict} differ: both sides must be binarized with the model's dictionary")
+            raise PairingError(f"{path} and {latn_dict} differ: both sides must be binarized with the model's "
+                               "dictionary (fairseq-preprocess --srcdict MODEL/dict.txt, or prepare --model-dir)")
         logger.info("dictionary %s: %d types (+ <mask>)", path, len(dictionary))
         return cls(cfg, dictionary)
 
@@ -170,11 +245,11 @@ class TranslitAlignTask(FairseqTask):
             return None
         lang = np.load(path)  # kept in its stored (narrow) integer dtype
         if not np.issubdtype(lang.dtype, np.integer):
-            raise ValueError(f"{path}: language ids must be integers, found dtype {lang.dtype}; re-run prepare")
+            raise TranslitDataError(f"{path}: language ids must be integers, found dtype {lang.dtype}; re-run prepare")
         if lang.ndim != 1 or len(lang) != n:
-            raise ValueError(f"{path}: expected {n} language ids (one per pair), found shape {lang.shape}")
+            raise TranslitDataError(f"{path}: expected {n} language ids (one per pair), found shape {lang.shape}")
         if self.lang_names is not None and len(lang) and (lang.min() < 0 or lang.max() >= len(self.lang_names)):
-            raise ValueError(f"{path}: language ids outside 0..{len(self.lang_names) - 1} (langs.txt)")
+            raise TranslitDataError(f"{path}: language ids outside 0..{len(self.lang_names) - 1} (langs.txt)")
         return lang
 
     # ------------------------------------------------------------------------------------------------------- data
@@ -182,44 +257,50 @@ class TranslitAlignTask(FairseqTask):
         data = self.cfg.data.split(":")[0]
         prefix = os.path.join(data, side, split)
         if os.path.isfile(prefix + ".bin") and os.path.getsize(prefix + ".bin") == 0:
-            raise ValueError(
+            raise TranslitDataError(
                 f"split {split!r} is empty ({prefix}.bin has no sentences): prepare a non-empty {split} split or "
                 + ("pass --disable-validation" if split != "train" else "check the input corpus")
             )
         if indexed_dataset.infer_dataset_impl(prefix) == "mmap":
             # fairseq's format, read without mapping it into the process (see translit_plugin/data/pread_dataset.py)
-            parts = []
+            parts, prefixes = [], []
             for k in itertools.count():
                 path_k = prefix + (str(k) if k > 0 else "")
                 if not PreadIndexedDataset.exists(path_k):
                     break
                 parts.append(PreadIndexedDataset(path_k))
+                prefixes.append(path_k)
                 logger.info("loaded %s sentences from %s", f"{len(parts[-1]):,}", path_k)
                 if not combine:
                     break
             dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
         else:  # other fairseq formats (raw, lazy, cached) through fairseq's loader
             dataset = data_utils.load_indexed_dataset(prefix, self.dictionary, combine=combine)
+            prefixes = [prefix]
         if dataset is None:
-            raise FileNotFoundError(
+            raise MissingDataError(
                 f"{prefix}.{{bin,idx}} not found: `translit-ppa prepare` writes {side}/{split}.bin/.idx under DATA "
                 f"(split {split!r}; for no validation pass --disable-validation)"
             )
-        return dataset, prefix
+        return dataset, prefix, prefixes
 
+    @clean_exit
     def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs) -> None:
         """Load ``split`` of both sides, check they pair up, and wrap them (see module docstring)."""
-        (orig, orig_path), (latn, latn_path) = (self._load_side(s, split, combine) for s in SIDES)
+        (orig, orig_path, orig_parts), (latn, latn_path, latn_parts) = (
+            self._load_side(s, split, combine) for s in SIDES
+        )
         if len(orig) != len(latn):
-            raise ValueError(
+            raise PairingError(
                 f"{orig_path}.bin has {len(orig)} sentences but {latn_path}.bin has {len(latn)}: the sides must be "
                 "line-aligned; re-run `translit-ppa prepare` so both are written from the same pairs"
             )
         if len(orig) == 0:
-            raise ValueError(
+            raise TranslitDataError(
                 f"split {split!r} is empty ({orig_path}.bin has no sentences): prepare a non-empty {split} split or "
                 + ("pass --disable-validation" if split != "train" else "check the input corpus")
             )
+        self._check_pairing(split, {"orig": orig_parts, "latn": latn_parts}, {"orig": orig, "latn": latn})
         self._check_lengths(split, orig, latn, orig_path)
         lang = self._load_lang_ids(split, len(orig))
         dataset = TranslitPairDataset(
@@ -247,6 +328,29 @@ class TranslitAlignTask(FairseqTask):
             dataset = self._resample_languages(dataset, lang, epoch)
         self.datasets[split] = dataset
 
+    def _check_pairing(self, split: str, prefixes: dict[str, list[str]], datasets: dict) -> None:
+        """Compare ``split`` with ``DATA/pairing.json`` (once per split and file state); warn when there is none."""
+        if self.cfg.pairing_check == "counts":
+            return
+        data = self.cfg.data.split(":")[0]
+        stamp = tuple((p, os.path.getsize(p + ".bin"), os.path.getmtime(p + ".bin"))
+                      for side in SIDES for p in prefixes[side] if os.path.isfile(p + ".bin"))
+        if self._pairing_checked.get(split) == stamp:
+            return
+        dict_paths = {side: os.path.join(data, side, "dict.txt") for side in SIDES}
+        dict_paths = {side: p for side, p in dict_paths.items() if os.path.isfile(p)}
+        status = fingerprint.check_split(data, split, prefixes, dict_paths, datasets)
+        if status == "verified":
+            logger.info("%s: pairing verified against %s", split, fingerprint.pairing_path(data))
+        else:
+            what = "not found" if status == "no file" else f"has no entry for split {split!r}"
+            logger.warning(
+                "%s %s: the pairing of orig/%s and latn/%s cannot be verified beyond equal sentence counts; write it "
+                "with `translit-ppa encode` (fairseq-preprocess path) or re-run `translit-ppa prepare`",
+                fingerprint.pairing_path(data), what, split, split,
+            )
+        self._pairing_checked[split] = stamp
+
     def _check_lengths(self, split: str, orig, latn, orig_path: str) -> None:
         limit = self.cfg.tokens_per_sample - 1  # the binaries hold pieces + </s>; <s> is added here
         for side, ds in zip(SIDES, (orig, latn)):
@@ -263,31 +367,34 @@ class TranslitAlignTask(FairseqTask):
                    f"{self.cfg.tokens_per_sample} (with <s> and </s>); lines {lines}"
                    f"{' ...' if len(too_long) > 10 else ''}")
             if self.cfg.long_sequences == "error":
-                raise ValueError(msg + "; shorten them or pass --long-sequences truncate")
+                raise TranslitDataError(msg + "; shorten them or pass --long-sequences truncate")
             logger.warning("%s; truncating them (reference behaviour)", msg)
 
     def _resample_languages(self, dataset: TranslitPairDataset, lang: np.ndarray | None, epoch: int):
         if lang is None:
-            raise ValueError(
+            raise MissingDataError(
                 f"--lang-sampling-temperature {self.cfg.lang_sampling_temperature} needs per-pair language ids "
-                f"({os.path.join(self.cfg.data, 'train.lang.npy')}), written by `translit-ppa prepare`"
+                f"({os.path.join(self.cfg.data, 'train.lang.npy')}), written by `translit-ppa prepare` or "
+                "`translit-ppa encode` (directory inputs or --lang); or use --lang-sampling-temperature 1"
             )
         weights, q = temperature_sampling_weights(lang, self.cfg.lang_sampling_temperature)
         names = self.lang_names or [str(i) for i in range(max(q) + 1)]
         logger.info("language sampling (T=%g): %s", self.cfg.lang_sampling_temperature,
                     ", ".join(f"{names[k]}={p:.3f}" for k, p in sorted(q.items())))
-        return LanguageResamplingDataset(dataset, weights=weights, replace=True, seed=self.cfg.seed, epoch=epoch,
-                                         batch_by_size=self.cfg.batch_order == "length")
+        return LanguageResamplingDataset(dataset, weights=weights, seed=self.cfg.seed, epoch=epoch,
+                                         sort_by_length=self.cfg.batch_order == "length")
 
     # ------------------------------------------------------------------------------------------------------ model
+    @clean_exit
     def build_model(self, cfg, from_checkpoint: bool = False):
         model = super().build_model(cfg, from_checkpoint)
         rows = model.encoder.sentence_encoder.embed_tokens.num_embeddings
         if rows != len(self.dictionary):
-            raise ValueError(f"model has {rows} embedding rows but the dictionary has {len(self.dictionary)} entries")
+            raise TranslitDataError(f"the model has {rows} embedding rows but the data's dictionary (+ <mask>) has "
+                                    f"{len(self.dictionary)} entries: binarize the data with the model's dict.txt")
         model_max = model.max_positions() if hasattr(model, "max_positions") else None
         if isinstance(model_max, int) and model_max < self.cfg.tokens_per_sample:
-            raise ValueError(
+            raise TranslitDataError(
                 f"--tokens-per-sample {self.cfg.tokens_per_sample} exceeds the model's {model_max} positions; "
                 f"pass --tokens-per-sample {model_max} (or less)"
             )
@@ -313,18 +420,59 @@ class TranslitAlignTask(FairseqTask):
                         (i for i, (a, b) in enumerate(zip(theirs, self.dictionary.symbols)) if a != b),
                         min(len(theirs), len(self.dictionary.symbols)),
                     )
-                    raise ValueError(
+                    raise TranslitDataError(
                         f"dictionary mismatch: {model_dict} (the model's) and {data_dict} (the data's) differ from "
                         f"entry {first} on; binarize the data with the model's dictionary (`translit-ppa prepare "
                         "--model-dir MODEL_DIR`)"
                     )
             rows = _checkpoint_embedding_rows(path)
             if rows is not None and rows != len(self.dictionary):
-                raise ValueError(
+                raise TranslitDataError(
                     f"{path} has {rows} embedding rows but {data_dict} + <mask> gives {len(self.dictionary)} ids: the "
                     "data was binarized with a different vocabulary than the model's; re-run `translit-ppa prepare` "
                     "with this model's dict.txt"
                 )
+            if not os.path.isfile(model_dict):
+                self._check_vocabulary_record(path, data_dict, rows)
+
+    def _check_vocabulary_record(self, path: str, data_dict: str, rows: int | None) -> None:
+        """A start checkpoint without ``dict.txt`` next to it: compare the fingerprints its directory's
+        ``conversion.json`` records (``dict_sha256``, ``sentencepiece_sha256``) with the data's; else warn."""
+        model_dir = os.path.dirname(os.path.abspath(path))
+        conversion = os.path.join(model_dir, "conversion.json")
+        record: dict = {}
+        if os.path.isfile(conversion):
+            try:
+                record = json.loads(open(conversion, encoding="utf-8").read())
+            except (OSError, ValueError):
+                record = {}
+        data = self.cfg.data.split(":")[0]
+        pairing = fingerprint.read_pairing(data) or {}
+        data_dicts = {fingerprint.sha256_file(data_dict), pairing.get("dictionary", {}).get("dict_sha256")}
+        fix = ("put the model's dict.txt next to the checkpoint, or binarize the data with the model's dictionary "
+               "(`translit-ppa prepare/encode --model-dir MODEL_DIR`)")
+        theirs = record.get("dict_sha256")
+        if isinstance(theirs, str):
+            if theirs not in data_dicts:
+                raise TranslitDataError(f"dictionary mismatch: {conversion} records dict.txt sha256 {theirs[:12]}..., "
+                                        f"the data's {data_dict} differs; {fix}")
+            return
+        theirs, ours = record.get("sentencepiece_sha256"), pairing.get("sentencepiece_sha256")
+        if isinstance(theirs, str) and isinstance(ours, str):
+            if theirs != ours:
+                raise TranslitDataError(
+                    f"vocabulary mismatch: {conversion} records sentencepiece sha256 {theirs[:12]}... but "
+                    f"{fingerprint.pairing_path(data)} records {ours[:12]}... (the data was encoded with another "
+                    f"model's sentencepiece and dict.txt); {fix}"
+                )
+            return
+        logger.warning(
+            "cannot verify that %s has the data's vocabulary: no dict.txt next to it%s; only the embedding size (%s "
+            "rows) matches %s + <mask>; %s",
+            path, " and its conversion.json records no fingerprint comparable with the data's" if record else
+            " nor a conversion.json", rows if rows is not None else "?", data_dict,
+            "put the model's dict.txt next to the checkpoint to check it",
+        )
 
     # --------------------------------------------------------------------------------------------------- plumbing
     @property
@@ -343,7 +491,30 @@ class TranslitAlignTask(FairseqTask):
 
 
 class LanguageResamplingDataset(ResamplingDataset):
-    """fairseq's ``ResamplingDataset`` with a correct ``num_tokens_vec`` (the base class forwards resampled indices)."""
+    """fairseq's ``ResamplingDataset`` (a new weighted draw of pairs each epoch), made usable by fairseq's trainer.
+
+    The base class stores its ``batch_by_size`` flag in an attribute of that name, which hides
+    ``FairseqDataset.batch_by_size()``: fairseq's ``get_batch_iterator`` then calls a bool (``TypeError: 'bool' object
+    is not callable``).  Here the flag is ``sort_by_length``, batching runs over the resampled indices (the base
+    class would forward them to the wrapped dataset as if they were its own), and ``ordered_indices`` follows the
+    task's ``--batch-order``: a permutation (``random``) or sorted by total length.
+    """
+
+    def __init__(self, dataset, weights, seed: int = 0, epoch: int = 1, sort_by_length: bool = False) -> None:
+        super().__init__(dataset, weights=weights, replace=True, seed=seed, epoch=epoch)
+        del self.batch_by_size  # the base class's flag; the method of that name is FairseqDataset's again
+        self.sort_by_length = sort_by_length
+
+    def ordered_indices(self) -> np.ndarray:
+        """Called by fairseq under ``numpy_seed(seed + epoch)``: reproducible."""
+        order = np.random.permutation(len(self))
+        if not self.sort_by_length:
+            return order
+        return order[np.argsort(self.num_tokens_vec(order), kind="stable")]
+
+    def batch_by_size(self, indices, max_tokens=None, max_sentences=None, required_batch_size_multiple=1):
+        return FairseqDataset.batch_by_size(self, indices, max_tokens=max_tokens, max_sentences=max_sentences,
+                                            required_batch_size_multiple=required_batch_size_multiple)
 
     def num_tokens_vec(self, indices: np.ndarray) -> np.ndarray:
         return self.dataset.num_tokens_vec(self._cur_indices.array[indices])

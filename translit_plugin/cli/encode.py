@@ -1,0 +1,318 @@
+"""``translit-ppa encode``: (original, Latin) text -> the sentencepiece piece files ``fairseq-preprocess`` binarizes.
+
+The second step of the ``fairseq-preprocess`` path (README, "With fairseq-preprocess").  Inputs: ``--orig`` and
+``--latn``, either two directories of ``{lang_Script}.txt`` files (languages in sorted order, as ``prepare``) or two
+files, line i of ``--latn`` being the transliteration of line i of ``--orig`` (``translit-ppa transliterate`` writes
+it; a line-count difference is an error, never a shift).  Outputs, for one ``--split``:
+
+    OUT/{split}.orig  OUT/{split}.latn   one pair per line: sentencepiece pieces joined by spaces
+    OUT/{split}.encode.json              counts per language, dropped pairs (input line numbers) and why
+    DATA/pairing.json                    the split's fingerprint (translit_plugin.data.fingerprint), from the ids
+    DATA/{split}.lang.npy, DATA/langs.txt   language ids (directories, or a file with --lang), as prepare writes them
+
+``fairseq-preprocess --only-source --srcdict MODEL/dict.txt`` then turns ``OUT/{split}.orig`` into exactly the ids
+``prepare`` stores (``pieces + </s>``; prepare's data-bin and this path's are byte-identical for the same lines).
+Each line follows prepare's line contract (:mod:`translit_plugin.prepare.lines`: a raw line is made one clean line,
+so no piece can hold whitespace that fairseq's ``Dictionary.encode_line`` would split on) and prepare's encoding
+(:class:`translit_plugin.prepare.encode.SideEncoder`): a line longer than ``--max-tokens`` - 1 ids is cut to its first
+``--max-tokens`` - 2 pieces (``</s>`` and the task's ``<s>`` make ``--max-tokens``) or, with ``--overlong drop``,
+dropped.  A pair is dropped on both sides together when the original is empty or longer than ``--max-chars``, its
+transliteration is empty, or either side encodes to nothing.
+
+Resumable: each language is encoded into ``OUT/.work/{split}/`` with a record of what it depends on (inputs, model,
+options); a rerun re-encodes only what changed, then reassembles.  ``--workers`` encodes languages in parallel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+FORMAT = 1
+SIDES = ("orig", "latn")
+DROP_REASONS = ("empty", "too_long", "empty_translit", "empty_encoding", "overlong")
+_WHITESPACE = re.compile(r"\s")  # what fairseq's tokenize_line splits on
+
+
+@dataclass(frozen=True)
+class LangJob:
+    lang: str
+    orig: str
+    latn: str
+    prefix: str  # OUT/.work/{split}/{lang}: + ".orig.txt", ".orig.ids", ".orig.sizes", ... + ".done.json"
+    spm_model: str
+    dict_path: str
+    model_key: str
+    max_tokens: int
+    overlong: str
+    max_chars: int
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__.split("\n\n")[0]
+    parser.add_argument("--model-dir", type=Path, required=True,
+                        help="model directory with sentencepiece.bpe.model and dict.txt (from `translit-ppa convert`)")
+    parser.add_argument("--orig", type=Path, required=True,
+                        help="original text: a directory of {lang_Script}.txt files, or one file")
+    parser.add_argument("--latn", type=Path, required=True,
+                        help="its transliteration, line-aligned: a directory with the same file names, or one file "
+                        "(`translit-ppa transliterate` writes it)")
+    parser.add_argument("--split", required=True, help="split name: output files are OUT/SPLIT.orig and OUT/SPLIT.latn")
+    parser.add_argument("--output", type=Path, required=True, help="directory for the piece files")
+    parser.add_argument("--data-bin", type=Path, required=True,
+                        help="the data-bin the two fairseq-preprocess runs will write into (DATA/orig, DATA/latn): "
+                        "pairing.json and language ids go here")
+    parser.add_argument("--lang", default=None, help="lang_Script of single-file inputs (for language ids)")
+    parser.add_argument("--langs", default=None, help="comma-separated lang_Script codes (directories; default: all)")
+    parser.add_argument("--max-tokens", type=int, default=512,
+                        help="max sequence length incl. <s> and </s>, as prepare (default: %(default)s)")
+    parser.add_argument("--overlong", choices=("truncate", "drop"), default="truncate",
+                        help="longer lines: truncate (paper) or drop the pair (default: %(default)s)")
+    parser.add_argument("--max-chars", type=int, default=10000,
+                        help="drop pairs whose original is longer than this many characters, as prepare; 0 = no "
+                        "limit (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                        help="languages encoded in parallel (default: %(default)s)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+# ------------------------------------------------------------------------------------------------------ one language
+def job_key(job: LangJob) -> str:
+    from translit_plugin.prepare.lines import file_stamp, stable_key
+
+    return stable_key({"format": FORMAT, "orig": file_stamp(job.orig), "latn": file_stamp(job.latn),
+                       "model": job.model_key, "max_tokens": job.max_tokens, "overlong": job.overlong,
+                       "max_chars": job.max_chars})
+
+
+def _paths(job: LangJob) -> dict[str, Path]:
+    p = job.prefix
+    return {f"{side}.{kind}": Path(f"{p}.{side}.{kind}") for side in SIDES for kind in ("txt", "ids", "sizes")}
+
+
+def _encoder(job: LangJob):
+    from translit_plugin.prepare.encode import SideEncoder
+
+    return SideEncoder(job.spm_model, job.dict_path, job.max_tokens, job.overlong)
+
+
+def encode_language(job: LangJob) -> dict[str, Any]:
+    """Encode one language's pairs into piece text + raw id files (skipped when up to date); return the record."""
+    from translit_plugin.prepare.chunks import AlignmentError
+    from translit_plugin.prepare.lines import iter_raw_lines, read_done, tmp_path, to_single_line, write_done
+
+    paths = _paths(job)
+    marker = Path(job.prefix + ".done.json")
+    key = job_key(job)
+    record = read_done(paths["latn.sizes"], key, marker)
+    if record is not None and all(p.exists() for p in paths.values()):
+        return record
+    enc = _encoder(job)
+    limit = job.max_tokens - 1
+    Path(job.prefix).parent.mkdir(parents=True, exist_ok=True)
+    tmps = {name: tmp_path(path) for name, path in paths.items()}
+    handles = {name: open(tmps[name], "w", encoding="utf-8", newline="\n") if name.endswith("txt")
+               else open(tmps[name], "wb") for name in paths}
+    drops = dict.fromkeys(DROP_REASONS, 0)
+    dropped: list[int] = []
+    truncated = dict.fromkeys(SIDES, 0)
+    n = kept = 0
+    try:
+        latn_lines = iter_raw_lines(job.latn)
+        for n, raw in enumerate(iter_raw_lines(job.orig), start=1):
+            raw_latn = next(latn_lines, None)
+            if raw_latn is None:
+                raise AlignmentError(f"{job.latn} has {n - 1} lines, fewer than {job.orig}; the transliteration "
+                                     "must have exactly one line per original line (a shift would misalign pairs)")
+            text = {"orig": to_single_line(raw), "latn": to_single_line(raw_latn)}
+            reason = None
+            if not text["orig"]:
+                reason = "empty"
+            elif job.max_chars and len(text["orig"]) > job.max_chars:
+                reason = "too_long"
+            elif not text["latn"]:
+                reason = "empty_translit"
+            else:
+                encoded = {side: enc.encode(text[side]) for side in SIDES}
+                reason = next((e.drop_reason for e in encoded.values() if e.drop_reason is not None), None)
+            if reason is not None:
+                drops[reason] += 1
+                dropped.append(n)
+                continue
+            for side in SIDES:
+                ids = encoded[side].ids
+                pieces = enc.pieces(text[side])
+                whole = len(pieces) + 1  # pieces + </s> before truncation
+                if (len(ids) != min(whole, limit)) or not all(pieces) or _WHITESPACE.search("".join(pieces)):
+                    raise AlignmentError(f"{job.orig if side == 'orig' else job.latn}:{n}: the pieces of this line do "
+                                         f"not map one to one onto ids ({pieces!r}); fairseq-preprocess would "
+                                         "encode it differently from prepare")
+                handles[f"{side}.txt"].write(" ".join(pieces[: len(ids) - 1]) + "\n")
+                handles[f"{side}.ids"].write(ids.astype("<i4", copy=False).tobytes())
+                handles[f"{side}.sizes"].write(np.array([len(ids)], dtype="<i4").tobytes())
+                truncated[side] += int(encoded[side].truncated)
+            kept += 1
+        if next(latn_lines, None) is not None:
+            extra = 1 + sum(1 for _ in latn_lines)
+            raise AlignmentError(f"{job.latn} has {n + extra} lines, {job.orig} has {n}; the transliteration must "
+                                 "have exactly one line per original line")
+    finally:
+        for h in handles.values():
+            h.close()
+    for name, path in paths.items():
+        os.replace(tmps[name], path)
+    return write_done(paths["latn.sizes"], key, {"lang": job.lang, "orig": job.orig, "latn": job.latn, "lines": n,
+                                                 "kept": kept, "drops": drops, "dropped_lines": dropped,
+                                                 "truncated": truncated}, marker)
+
+
+# ----------------------------------------------------------------------------------------------------- the split
+def pair_inputs(orig: Path, latn: Path, lang: str | None, langs: list[str] | None) -> dict[str | None, tuple[Path,
+                                                                                                            Path]]:
+    """``{lang: (orig file, latn file)}``; the key is None for single files without ``--lang``."""
+    from translit_plugin.prepare.pipeline import discover_languages
+
+    if orig.is_dir() != latn.is_dir():
+        raise SystemExit(f"--orig {orig} and --latn {latn}: give two directories or two files")
+    if orig.is_dir():
+        if lang is not None:
+            raise SystemExit("--lang is for single files; directories name their languages ({lang_Script}.txt)")
+        files = discover_languages(orig, langs)
+        latn_files = discover_languages(latn, list(files))
+        return {k: (files[k], latn_files[k]) for k in files}
+    for p in (orig, latn):
+        if not p.is_file():
+            raise SystemExit(f"{p}: no such file")
+    return {lang: (orig, latn)}
+
+
+def _lang_table(data_bin: Path, langs: list[str]) -> list[str]:
+    """Names of language ids: DATA/langs.txt kept as is (other splits use its ids), new languages appended."""
+    path = data_bin / "langs.txt"
+    if not path.is_file():
+        return list(langs)
+    names = [x.strip() for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    new = [x for x in langs if x not in names]
+    if new:
+        logger.warning("%s: appending languages %s (ids of the languages already listed do not change)", path, new)
+    return names + new
+
+
+def encode_split(pairs: dict[str | None, tuple[Path, Path]], split: str, model_dir: Path, out: Path, data_bin: Path,
+                 max_tokens: int = 512, overlong: str = "truncate", max_chars: int = 10000, workers: int = 1,
+                 progress: bool = True) -> dict[str, Any]:
+    """Encode every language of ``pairs`` and assemble ``OUT/{split}.{orig,latn}``, the split's fingerprint in
+    ``DATA/pairing.json``, and its language ids; return the ``OUT/{split}.encode.json`` record."""
+    import json
+
+    from tqdm import tqdm
+
+    from translit_plugin.data.fingerprint import SideHasher, split_entry, write_pairing
+    from translit_plugin.prepare.lines import sha1_file, stable_key, tmp_path
+    from translit_plugin.prepare.pipeline import _model_files, _pool_context
+
+    if max_tokens < 3:
+        raise SystemExit(f"--max-tokens {max_tokens}: must be >= 3 (<s>, one piece, </s>)")
+    spm_model, dict_path = _model_files(model_dir)
+    model_key = stable_key({"spm": sha1_file(spm_model), "dict": sha1_file(dict_path)})
+    work = out / ".work" / split
+    jobs = [LangJob(lang=lang or "all", orig=str(o), latn=str(la), prefix=str(work / (lang or "all")),
+                    spm_model=str(spm_model), dict_path=str(dict_path), model_key=model_key, max_tokens=max_tokens,
+                    overlong=overlong, max_chars=max_chars) for lang, (o, la) in pairs.items()]
+    if workers > 1 and len(jobs) > 1:
+        with _pool_context().Pool(min(workers, len(jobs))) as pool:
+            records = list(tqdm(pool.imap(encode_language, jobs, chunksize=1), total=len(jobs), unit="lang",
+                                desc=f"encode {split}", disable=not progress))
+            pool.close()
+            pool.join()
+    else:
+        records = [encode_language(job) for job in tqdm(jobs, unit="lang", desc=f"encode {split}",
+                                                         disable=not progress)]
+
+    # assemble: piece files in language order, fingerprint from the ids, language ids
+    out.mkdir(parents=True, exist_ok=True)
+    hashers = {side: SideHasher() for side in SIDES}
+    targets = {side: out / f"{split}.{side}" for side in SIDES}
+    tmps = {side: tmp_path(targets[side]) for side in SIDES}
+    for side in SIDES:
+        with open(tmps[side], "wb") as f:
+            for job in jobs:
+                paths = _paths(job)
+                with open(paths[f"{side}.txt"], "rb") as part:
+                    shutil.copyfileobj(part, f)
+                sizes = np.fromfile(paths[f"{side}.sizes"], dtype="<i4")
+                ids = np.fromfile(paths[f"{side}.ids"], dtype="<i4")
+                if int(sizes.sum()) != len(ids):
+                    raise RuntimeError(f"{paths[f'{side}.ids']}: inconsistent with its sizes; delete {work} and rerun")
+                hashers[side].add_sizes(sizes)
+                hashers[side].add_ids(ids)
+    entry = split_entry(hashers["orig"].result(), hashers["latn"].result())
+    for side in SIDES:
+        os.replace(tmps[side], targets[side])
+
+    names = [lang for lang in pairs if lang is not None]
+    lang_npy = data_bin / f"{split}.lang.npy"
+    data_bin.mkdir(parents=True, exist_ok=True)
+    if names:
+        table = _lang_table(data_bin, names)
+        index = {name: i for i, name in enumerate(table)}
+        dtype = np.int16 if len(table) < 2**15 else np.int32
+        lang_ids = np.concatenate([np.full(r["kept"], index[lang], dtype=dtype) for lang, r in zip(names, records)])
+        tmp = tmp_path(data_bin / "langs.txt")
+        tmp.write_text("".join(f"{x}\n" for x in table), encoding="utf-8")
+        os.replace(tmp, data_bin / "langs.txt")
+        tmp = tmp_path(lang_npy)
+        with open(tmp, "wb") as f:
+            np.save(f, lang_ids)
+        os.replace(tmp, lang_npy)
+    elif lang_npy.exists():
+        logger.warning("removing %s: these inputs have no language (pass --lang to record one)", lang_npy)
+        lang_npy.unlink()
+    write_pairing(data_bin, {split: entry}, dict_path, spm_model)
+
+    summary = {
+        "split": split, "pairs": entry["pairs"], "orig": [str(p[0]) for p in pairs.values()],
+        "latn": [str(p[1]) for p in pairs.values()], "model_dir": str(model_dir), "max_tokens": max_tokens,
+        "overlong": overlong, "max_chars": max_chars,
+        "per_language": {r["lang"]: {k: r[k] for k in ("lines", "kept", "drops", "truncated", "dropped_lines")}
+                         for r in records},
+        "outputs": {side: str(targets[side]) for side in SIDES},
+    }
+    tmp = tmp_path(out / f"{split}.encode.json")
+    tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, out / f"{split}.encode.json")
+    drops = {k: sum(r["drops"][k] for r in records) for k in DROP_REASONS}
+    logger.info("encode %s: %d pairs -> %s, %s (dropped: %s); fingerprint in %s", split, entry["pairs"],
+                targets["orig"], targets["latn"], drops, data_bin / "pairing.json")
+    if entry["pairs"] == 0:
+        logger.warning("encode %s: no pairs; fairseq-preprocess would write an empty split the task refuses", split)
+    return summary
+
+
+def run(args: argparse.Namespace) -> int:
+    from translit_plugin.prepare.chunks import AlignmentError
+
+    langs = [x for x in args.langs.split(",") if x] if args.langs else None
+    pairs = pair_inputs(args.orig, args.latn, args.lang, langs)
+    try:
+        encode_split(pairs, args.split, args.model_dir, args.output, args.data_bin, max_tokens=args.max_tokens,
+                     overlong=args.overlong, max_chars=args.max_chars, workers=args.workers,
+                     progress=not args.no_progress)
+    except AlignmentError as e:
+        logger.error("alignment check failed: %s", e)
+        return 3
+    d = args.data_bin
+    logger.info("next, for each side S in orig latn (add --validpref for valid; see README): fairseq-preprocess "
+                "--only-source --srcdict %s --trainpref %s --destdir %s/S --dataset-impl mmap --workers N",
+                args.model_dir / "dict.txt", args.output / f"{args.split}.S", d)
+    return 0

@@ -1,0 +1,269 @@
+"""``translit-ppa transliterate``: raw text -> its uroman Latin transliteration, line for line (no sampling, no ids).
+
+The first step of the ``fairseq-preprocess`` path (README, "With fairseq-preprocess"): ``--input DIR`` of
+``{lang_Script}.txt`` files (or one file and ``--lang``) -> ``--output DIR/{lang_Script}.txt`` (or one file); line i
+of the output is the transliteration of line i of the input, always (an empty input line, or one longer than
+``--max-chars`` characters, gives an empty line; ``translit-ppa encode`` then drops that pair).
+
+Each line is read under prepare's line contract (:mod:`translit_plugin.prepare.lines`: split on ``\\n`` only, invalid
+UTF-8 replaced, then made one clean line) and romanized with uroman and the language's code, exactly as ``prepare``
+does (:class:`translit_plugin.transliterate.Transliterator`), so the same lines give the same Latin text.
+
+Resumable and parallel like ``prepare``: each language is cut into chunks of ``--chunk-size`` lines (by byte offset,
+nothing copied), ``--workers`` processes romanize chunks (uroman loaded once, shared through fork), each chunk is
+written atomically under ``WORK/{lang}/`` with a record of what it depends on; a rerun skips finished chunks and
+finished languages, and the result is the same whatever the worker count or interruptions.  ``WORK`` is
+``OUTPUT/.work`` (``OUTPUT.work`` for a single file) unless ``--work-dir`` says otherwise; chunk files are deleted once
+their language is assembled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+FORMAT = 1
+_STATE: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One chunk: ``n_lines`` lines of ``src`` starting at byte ``start`` -> ``out``."""
+
+    lang: str
+    index: int
+    src: str
+    start: int
+    n_lines: int
+    out: str
+    lcode: str | None
+    max_chars: int
+    cache_size: int
+    input_key: str  # stable key of the input file (path, size, mtime)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__.split("\n\n")[0]
+    parser.add_argument("--input", type=Path, required=True, help="directory of {lang_Script}.txt files, or one file")
+    parser.add_argument("--output", type=Path, required=True,
+                        help="output directory (same file names), or output file when --input is a file")
+    parser.add_argument("--lang", default=None,
+                        help="lang_Script of a single --input file (default: the file name, e.g. fas_Arab.txt)")
+    parser.add_argument("--langs", default=None, help="comma-separated lang_Script codes to do (default: all)")
+    parser.add_argument("--uroman-code", action="append", default=[], metavar="LANG=CODE",
+                        help="override the uroman code derived from lang_Script (repeatable; CODE 'none' = no code)")
+    parser.add_argument("--no-lang-code", action="store_true",
+                        help="call uroman without language codes (like the paper's Perl uroman call)")
+    parser.add_argument("--uroman-cache-size", type=int, default=65536,
+                        help="uroman token cache entries, 0 = off (default: %(default)s, as prepare)")
+    parser.add_argument("--max-chars", type=int, default=10000,
+                        help="lines longer than this (after cleaning) get an empty transliteration, as prepare drops "
+                        "them; 0 = no limit (default: %(default)s)")
+    parser.add_argument("--chunk-size", type=int, default=5000,
+                        help="lines per chunk: the unit of parallelism and resumption (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                        help="worker processes (default: %(default)s)")
+    parser.add_argument("--work-dir", type=Path, default=None, help="resumable chunk outputs (default: see above)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def decode_raw(raw: bytes) -> str:
+    """One raw line as :func:`translit_plugin.prepare.lines.iter_raw_lines` decodes it."""
+    if raw.endswith(b"\n"):
+        raw = raw[:-1]
+    if raw.endswith(b"\r"):
+        raw = raw[:-1]
+    return raw.decode("utf-8", errors="replace")
+
+
+def input_files(path: Path, lang: str | None, langs: list[str] | None) -> dict[str, Path]:
+    """``{lang_Script: file}`` for a directory of ``{lang_Script}.txt`` files or a single file."""
+    from translit_plugin.prepare.pipeline import discover_languages
+
+    if path.is_dir():
+        if lang is not None:
+            raise SystemExit(f"--lang {lang}: only for a single --input file; {path} is a directory")
+        return discover_languages(path, langs)
+    if not path.is_file():
+        raise SystemExit(f"--input {path}: no such file or directory")
+    return {lang or path.stem: path}
+
+
+def chunk_offsets(path: Path, chunk_size: int) -> tuple[list[tuple[int, int]], int]:
+    """``[(byte offset, lines)]`` of the chunks of ``path`` and its line count (lines split on ``\\n`` only)."""
+    chunks: list[tuple[int, int]] = []
+    pos, n, start, in_chunk = 0, 0, 0, 0
+    with open(path, "rb") as f:
+        for raw in f:
+            if in_chunk == 0:
+                start = pos
+            pos += len(raw)
+            n += 1
+            in_chunk += 1
+            if in_chunk == chunk_size:
+                chunks.append((start, in_chunk))
+                in_chunk = 0
+    if in_chunk:
+        chunks.append((start, in_chunk))
+    return chunks, n
+
+
+def _transliterator(cache_size: int):
+    from translit_plugin.transliterate import Transliterator
+
+    tr = _STATE.get("translit")
+    if tr is None or tr.cache_size != cache_size:
+        tr = _STATE["translit"] = Transliterator(cache_size=cache_size)
+    return tr
+
+
+def job_key(job: Job) -> str:
+    from translit_plugin.prepare.lines import stable_key
+    from translit_plugin.transliterate import uroman_version
+
+    return stable_key({"format": FORMAT, "input": job.input_key, "start": job.start, "n": job.n_lines,
+                       "lcode": job.lcode, "max_chars": job.max_chars, "cache": job.cache_size,
+                       "uroman": uroman_version()})
+
+
+def run_job(job: Job) -> int:
+    """Romanize one chunk (skipped when up to date); return its line count."""
+    from translit_plugin.prepare.lines import read_done, to_single_line, write_done, write_lines
+
+    out = Path(job.out)
+    key = job_key(job)
+    if read_done(out, key) is not None:
+        return job.n_lines
+    tr = _transliterator(job.cache_size)
+
+    def lines():
+        with open(job.src, "rb") as f:
+            f.seek(job.start)
+            for _ in range(job.n_lines):
+                raw = f.readline()
+                line = to_single_line(decode_raw(raw))
+                if not line or (job.max_chars and len(line) > job.max_chars):
+                    yield ""
+                else:
+                    yield tr.transliterate(line, job.lcode)
+
+    n = write_lines(out, lines())
+    if n != job.n_lines:  # the input changed under us
+        raise RuntimeError(f"{job.src}: chunk {job.index} has {n} lines, expected {job.n_lines}; rerun")
+    write_done(out, key, {"lines": n, "lang": job.lang})
+    return n
+
+
+def run_jobs(jobs: list[Job], workers: int, progress: bool) -> None:
+    from tqdm import tqdm
+
+    from translit_plugin.prepare.lines import read_done
+    from translit_plugin.prepare.pipeline import _pool_context, plan_runs
+
+    pending = [job for job in jobs if read_done(Path(job.out), job_key(job)) is None]
+    logger.info("transliterate: %d chunks, %d up to date, %d to do (%d lines) with %d worker(s)", len(jobs),
+                len(jobs) - len(pending), len(pending), sum(j.n_lines for j in pending), workers)
+    if not pending:
+        return
+    _transliterator(pending[0].cache_size)  # load once; forked workers inherit it
+    with tqdm(total=sum(j.n_lines for j in pending), unit="line", desc="transliterate", disable=not progress) as bar:
+        if workers <= 1:
+            for job in pending:
+                bar.update(run_job(job))
+            return
+        gc.freeze()  # workers leave the inherited uroman tables alone (no copy-on-write of every page)
+        try:
+            runs = plan_runs(pending, workers)  # consecutive chunks of one language per worker: uroman's cache hits
+            with _pool_context().Pool(workers) as pool:
+                for n in pool.imap_unordered(_run_many, runs, chunksize=1):
+                    bar.update(n)
+                pool.close()
+                pool.join()
+        finally:
+            gc.unfreeze()
+
+
+def _run_many(jobs: list[Job]) -> int:
+    return sum(run_job(job) for job in jobs)
+
+
+def transliterate_files(files: dict[str, Path], outputs: dict[str, Path], work: Path, lcodes: dict[str, str | None],
+                        max_chars: int = 10000, cache_size: int = 65536, chunk_size: int = 5000, workers: int = 1,
+                        progress: bool = True) -> dict[str, dict[str, Any]]:
+    """Transliterate each ``files[lang]`` into ``outputs[lang]`` (resumable, see the module docstring)."""
+    from translit_plugin.prepare.lines import count_lines, file_stamp, read_done, stable_key, tmp_path, write_done
+    from translit_plugin.transliterate import uroman_version
+
+    if chunk_size < 1:
+        raise SystemExit(f"--chunk-size {chunk_size}: must be >= 1")
+    records: dict[str, dict[str, Any]] = {}
+    plans: dict[str, tuple[str, list[Job], int]] = {}
+    jobs: list[Job] = []
+    for lang, src in files.items():
+        input_key = stable_key(file_stamp(src))
+        final_key = stable_key({"format": FORMAT, "input": input_key, "lcode": lcodes[lang], "max_chars": max_chars,
+                                "cache": cache_size, "uroman": uroman_version()})
+        marker = work / f"{lang}.done.json"
+        done = read_done(outputs[lang], final_key, marker)
+        if done is not None:
+            logger.info("transliterate %s: up to date (%d lines)", lang, done["lines"])
+            records[lang] = done
+            continue
+        chunks, n = chunk_offsets(src, chunk_size)
+        lang_jobs = [Job(lang=lang, index=k, src=str(src), start=start, n_lines=count,
+                         out=str(work / lang / f"{k:05d}.txt"), lcode=lcodes[lang], max_chars=max_chars,
+                         cache_size=cache_size, input_key=input_key) for k, (start, count) in enumerate(chunks)]
+        plans[lang] = (final_key, lang_jobs, n)
+        jobs += lang_jobs
+    run_jobs(jobs, workers, progress)
+    for lang, (final_key, lang_jobs, n) in plans.items():
+        out = outputs[lang]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = tmp_path(out)
+        with open(tmp, "wb") as f:
+            for job in lang_jobs:
+                with open(job.out, "rb") as part:
+                    shutil.copyfileobj(part, f)
+        got = count_lines(tmp)
+        if got != n:
+            raise RuntimeError(f"{out}: {got} lines assembled for {n} input lines; delete {work} and rerun")
+        os.replace(tmp, out)
+        records[lang] = write_done(out, final_key, {"lang": lang, "input": str(files[lang]), "output": str(out),
+                                                    "lines": n, "uroman_code": lcodes[lang],
+                                                    "uroman_version": uroman_version()}, work / f"{lang}.done.json")
+        shutil.rmtree(work / lang, ignore_errors=True)
+        logger.info("transliterate %s: %d lines -> %s", lang, n, out)
+    return records
+
+
+def run(args: argparse.Namespace) -> int:
+    from translit_plugin.cli.prepare import _parse_codes
+    from translit_plugin.transliterate import uroman_code
+
+    langs = [x for x in args.langs.split(",") if x] if args.langs else None
+    files = input_files(args.input, args.lang, langs)
+    single = args.input.is_file()
+    outputs = {lang: (args.output if single else args.output / f"{lang}.txt") for lang in files}
+    work = args.work_dir or (Path(str(args.output) + ".work") if single else args.output / ".work")
+    overrides = _parse_codes(args.uroman_code)
+    lcodes: dict[str, str | None] = {}
+    for lang in files:
+        if args.no_lang_code:
+            lcodes[lang] = None
+        elif lang in overrides:
+            lcodes[lang] = overrides[lang]
+        else:
+            lcodes[lang] = uroman_code(lang)
+    logger.info("transliterate %d language(s) from %s into %s (uroman codes: %s)", len(files), args.input,
+                args.output, lcodes)
+    transliterate_files(files, outputs, work, lcodes, max_chars=args.max_chars, cache_size=args.uroman_cache_size,
+                        chunk_size=args.chunk_size, workers=args.workers, progress=not args.no_progress)
+    return 0

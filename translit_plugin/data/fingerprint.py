@@ -1,0 +1,299 @@
+"""Pairing fingerprint of a data-bin: ``DATA/pairing.json``, written with the data, checked before training.
+
+Counts alone do not prove that line i of ``DATA/orig`` and line i of ``DATA/latn`` are one pair: a Latin side taken
+from another split of the same size, or shifted by one line with one line added, has the right count.  So whoever
+writes a data-bin records what the two sides hold, and the ``translit_align`` task recomputes it from the ``.bin`` /
+``.idx`` files and refuses a mismatch (:func:`check_split`).  Writers: ``translit-ppa encode`` (from the token ids it
+emits, which ``fairseq-preprocess`` then binarizes) and ``translit-ppa prepare`` (from its merged data-bin).
+
+File format (JSON, keys sorted, so the same data gives the same bytes whoever wrote it)::
+
+    {
+      "format": "translit-ppa pairing v1",
+      "dictionary": {"dict_sha256": <sha256 of the dict.txt bytes the ids come from>,
+                     "vocab_sha256": <sha256 of its symbols as fairseq's Dictionary loads them, see vocab_sha256>,
+                     "size": <len(Dictionary)>},
+      "sentencepiece_sha256": <sha256 of sentencepiece.bpe.model, or null>,
+      "splits": {
+        "train": {"pairs": N,
+                  "orig": {"sentences": N, "tokens": T, "sha256": <side hash>},
+                  "latn": {"sentences": N, "tokens": T', "sha256": <side hash>},
+                  "pair_sha256": sha256(orig side hash + latn side hash)},
+        "valid": {...}
+      }
+    }
+
+A side hash covers the sequence of token-id sequences exactly as stored (each line is ``pieces + </s>``): it is
+``sha256("{sentences}:{tokens}:{sha256 of the lengths as int32 LE}:{sha256 of all ids as int32 LE}")``, so it does not
+depend on the ``.bin`` dtype (uint16 or int32) and can be computed by streaming.  ``pair_sha256`` ties the two sides
+of a split together.  ``vocab_sha256`` hashes the loaded symbol list (``"\\n".join(symbols)`` as UTF-8), so a
+``dict.txt`` rewritten by ``fairseq-preprocess`` with other count columns still matches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import struct
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from translit_plugin.data.errors import PairingError
+
+logger = logging.getLogger(__name__)
+
+FILENAME = "pairing.json"
+FORMAT = "translit-ppa pairing v1"
+SIDES = ("orig", "latn")
+_BLOCK_ITEMS = 1 << 22  # ids per read when hashing a .bin (16 MiB as int32)
+
+
+# ------------------------------------------------------------------------------------------------------- hashing
+class SideHasher:
+    """Streaming hash of one side: feed sentences (:meth:`add`) or whole arrays (:meth:`add_arrays`) in order."""
+
+    def __init__(self) -> None:
+        self._sizes = hashlib.sha256()
+        self._ids = hashlib.sha256()
+        self.sentences = 0
+        self.tokens = 0
+
+    def add(self, ids: Sequence[int] | np.ndarray) -> None:
+        a = np.asarray(ids).astype("<i4", copy=False)
+        self._sizes.update(struct.pack("<i", len(a)))
+        self._ids.update(a.tobytes())
+        self.sentences += 1
+        self.tokens += len(a)
+
+    def add_sizes(self, sizes: np.ndarray) -> None:
+        self._sizes.update(np.asarray(sizes).astype("<i4", copy=False).tobytes())
+        self.sentences += len(sizes)
+
+    def add_ids(self, ids: np.ndarray) -> None:
+        self._ids.update(np.asarray(ids).astype("<i4", copy=False).tobytes())
+        self.tokens += len(ids)
+
+    def result(self) -> dict[str, Any]:
+        digest = f"{self.sentences}:{self.tokens}:{self._sizes.hexdigest()}:{self._ids.hexdigest()}"
+        return {"sentences": self.sentences, "tokens": self.tokens,
+                "sha256": hashlib.sha256(digest.encode("ascii")).hexdigest()}
+
+
+def split_entry(orig: dict[str, Any], latn: dict[str, Any]) -> dict[str, Any]:
+    """The ``splits[split]`` record from the two side results (:meth:`SideHasher.result`)."""
+    if orig["sentences"] != latn["sentences"]:
+        raise PairingError(f"the sides have {orig['sentences']} and {latn['sentences']} sentences; they cannot pair")
+    pair = hashlib.sha256((orig["sha256"] + latn["sha256"]).encode("ascii")).hexdigest()
+    return {"pairs": orig["sentences"], "orig": orig, "latn": latn, "pair_sha256": pair}
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
+def vocab_sha256(symbols: Iterable[str]) -> str:
+    return hashlib.sha256("\n".join(symbols).encode("utf-8")).hexdigest()
+
+
+def dictionary_record(dict_path: str | os.PathLike) -> dict[str, Any]:
+    """``{"dict_sha256", "vocab_sha256", "size"}`` of a ``dict.txt`` (loaded with fairseq's ``Dictionary``)."""
+    from fairseq.data import Dictionary
+
+    d = Dictionary.load(str(dict_path))
+    return {"dict_sha256": sha256_file(dict_path), "vocab_sha256": vocab_sha256(d.symbols), "size": len(d)}
+
+
+# ------------------------------------------------------------------------------------------- reading a data-bin
+def _mmap_header(idx_path: str) -> tuple[np.dtype, int, int] | None:
+    """(token dtype, sentences, header bytes) of a fairseq mmap ``.idx``, or None if it is another format."""
+    from fairseq.data import indexed_dataset
+
+    magic = indexed_dataset.MMapIndexedDataset.Index._HDR_MAGIC
+    header_len = len(magic) + 8 + 1 + 8
+    with open(idx_path, "rb") as f:
+        header = f.read(header_len)
+    if len(header) < header_len or header[: len(magic)] != magic:
+        return None
+    code = header[len(magic) + 8]
+    (n,) = struct.unpack_from("<Q", header, len(magic) + 9)
+    return np.dtype(indexed_dataset._code_to_dtype[code]), int(n), header_len
+
+
+def _hash_mmap_prefix(hasher: SideHasher, prefix: str) -> bool:
+    """Feed one mmap-format prefix into ``hasher``; False when ``prefix`` is not in the mmap format."""
+    idx_path, bin_path = prefix + ".idx", prefix + ".bin"
+    head = _mmap_header(idx_path)
+    if head is None:
+        return False
+    dtype, n, offset = head
+    if n == 0:
+        return True
+    sizes = np.fromfile(idx_path, dtype="<i4", count=n, offset=offset)
+    pointers = np.fromfile(idx_path, dtype="<i8", count=n, offset=offset + 4 * n)
+    if len(sizes) != n or len(pointers) != n:
+        raise PairingError(f"{idx_path}: truncated index ({n} sentences announced); rebuild this data-bin")
+    expected = np.zeros(n, dtype=np.int64)
+    np.cumsum(sizes[:-1].astype(np.int64) * dtype.itemsize, out=expected[1:])
+    total = int(sizes.astype(np.int64).sum())
+    if os.path.getsize(bin_path) < total * dtype.itemsize:
+        raise PairingError(f"{bin_path}: {os.path.getsize(bin_path)} bytes, its index needs "
+                           f"{total * dtype.itemsize}; the .bin is truncated or belongs to another .idx; rebuild it")
+    hasher.add_sizes(sizes)
+    if np.array_equal(pointers, expected):  # contiguous (what fairseq's builders write): stream the file
+        with open(bin_path, "rb") as f:
+            left = total
+            while left:
+                count = min(left, _BLOCK_ITEMS)
+                block = np.fromfile(f, dtype=dtype, count=count)
+                if len(block) != count:
+                    raise PairingError(f"{bin_path}: short read; the file changed while it was read")
+                hasher.add_ids(block)
+                left -= count
+    else:  # any other layout: sentence by sentence
+        with open(bin_path, "rb") as f:
+            for p, s in zip(pointers.tolist(), sizes.tolist()):
+                f.seek(p)
+                hasher.add_ids(np.fromfile(f, dtype=dtype, count=s))
+    return True
+
+
+def side_fingerprint(prefixes: Sequence[str], dataset=None) -> dict[str, Any]:
+    """Side hash of the concatenation of ``prefixes`` (mmap format read directly; other formats through ``dataset``,
+    the loaded fairseq dataset of the same prefixes, item by item)."""
+    hasher = SideHasher()
+    if all(_hash_mmap_prefix(hasher, p) for p in prefixes):
+        return hasher.result()
+    if dataset is None:
+        raise PairingError(f"{prefixes[0]}: not in fairseq's mmap format and no dataset given to read it")
+    hasher = SideHasher()
+    for i in range(len(dataset)):
+        hasher.add(dataset[i].numpy())
+    return hasher.result()
+
+
+# ------------------------------------------------------------------------------------------ the pairing file
+def pairing_path(data_bin: str | os.PathLike) -> Path:
+    return Path(data_bin) / FILENAME
+
+
+def read_pairing(data_bin: str | os.PathLike) -> dict[str, Any] | None:
+    """The parsed ``DATA/pairing.json``, None when there is none; :class:`PairingError` when it is not one."""
+    path = pairing_path(data_bin)
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PairingError(f"{path} is unreadable ({e}); delete it and re-run `translit-ppa encode` (or prepare)") \
+            from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT or not isinstance(record.get("splits"), dict):
+        raise PairingError(f"{path} is not a {FORMAT!r} file; delete it and re-run `translit-ppa encode` (or prepare)")
+    return record
+
+
+def write_pairing(data_bin: str | os.PathLike, splits: dict[str, dict[str, Any]], dict_path: str | os.PathLike,
+                  spm_path: str | os.PathLike | None) -> Path:
+    """Record ``splits`` (``{split: split_entry(...)}``) in ``DATA/pairing.json``, keeping the other splits' entries
+    when they were made with the same dictionary and sentencepiece model (else they are dropped, with a warning)."""
+    data_bin = Path(data_bin)
+    dictionary = dictionary_record(dict_path)
+    spm = sha256_file(spm_path) if spm_path is not None else None
+    try:
+        old = read_pairing(data_bin)
+    except PairingError:
+        old = None
+    kept: dict[str, Any] = {}
+    if old is not None:
+        same = (old.get("dictionary", {}).get("vocab_sha256") == dictionary["vocab_sha256"]
+                and old.get("sentencepiece_sha256") == spm)
+        others = {k: v for k, v in old["splits"].items() if k not in splits}
+        if same:
+            kept = others
+        elif others:
+            logger.warning("%s: dropping the entries of %s, recorded with another dictionary or sentencepiece model",
+                           pairing_path(data_bin), sorted(others))
+    record = {"format": FORMAT, "dictionary": dictionary, "sentencepiece_sha256": spm,
+              "splits": {**kept, **splits}}
+    data_bin.mkdir(parents=True, exist_ok=True)
+    path = pairing_path(data_bin)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def write_data_bin_fingerprint(data_bin: str | os.PathLike, dict_path: str | os.PathLike,
+                               spm_path: str | os.PathLike | None = None,
+                               splits: Sequence[str] = ("train", "valid")) -> Path:
+    """Compute the fingerprint of every split present in ``DATA/{orig,latn}`` from its ``.bin``/``.idx`` and write
+    ``DATA/pairing.json`` (what ``translit-ppa prepare`` calls at its manifest stage)."""
+    data_bin = Path(data_bin)
+    entries = {}
+    for split in splits:
+        prefixes = {side: str(data_bin / side / split) for side in SIDES}
+        if not all(os.path.isfile(p + ".idx") and os.path.isfile(p + ".bin") for p in prefixes.values()):
+            continue
+        entries[split] = split_entry(*(side_fingerprint([prefixes[side]]) for side in SIDES))
+    return write_pairing(data_bin, entries, dict_path, spm_path)
+
+
+# ------------------------------------------------------------------------------------------------ the check
+def check_split(data_bin: str | os.PathLike, split: str, prefixes: dict[str, Sequence[str]],
+                dict_paths: dict[str, str], datasets: dict[str, Any] | None = None) -> str:
+    """Compare split ``split`` of a data-bin with ``DATA/pairing.json``; raise :class:`PairingError` on a mismatch.
+
+    ``prefixes[side]``: the ``.bin``/``.idx`` prefixes the task loaded for that side (several when combined);
+    ``dict_paths[side]``: the ``dict.txt`` of each side that exists.  Returns ``"verified"``, ``"no file"`` or
+    ``"no entry"`` (the last two mean the pairing could not be verified; the caller warns).
+    """
+    record = read_pairing(data_bin)
+    path = pairing_path(data_bin)
+    if record is None:
+        return "no file"
+    entry = record["splits"].get(split)
+    if entry is None:
+        return "no entry"
+    want_vocab = record.get("dictionary", {}).get("vocab_sha256")
+    for side, dpath in dict_paths.items():
+        from fairseq.data import Dictionary
+
+        if want_vocab is not None and vocab_sha256(Dictionary.load(dpath).symbols) != want_vocab:
+            raise PairingError(
+                f"{dpath} is not the dictionary recorded in {path}: side {side!r} was binarized with another "
+                "dictionary; binarize both sides with the model's dict.txt (fairseq-preprocess --srcdict "
+                "MODEL/dict.txt) after `translit-ppa encode` with that model"
+            )
+    got = {side: side_fingerprint(prefixes[side], (datasets or {}).get(side)) for side in SIDES}
+    pairs = int(entry.get("pairs", -1))
+    wrong = [side for side in SIDES if got[side]["sha256"] != entry.get(side, {}).get("sha256")]
+    if not wrong:
+        return "verified"
+    where = {side: f"{prefixes[side][0]}.{{bin,idx}}" for side in SIDES}
+    if len(wrong) == 2:
+        counts = ", ".join(f"{side} {got[side]['sentences']}" for side in SIDES)
+        raise PairingError(
+            f"split {split!r}: neither side matches {path} ({pairs} pairs recorded; found {counts} sentences): the "
+            f"data-bin and its pairing record come from different runs; re-run `translit-ppa encode --split {split}` "
+            "and both fairseq-preprocess runs on its output (or re-run prepare)"
+        )
+    side = wrong[0]
+    other = SIDES[1 - SIDES.index(side)]
+    n = got[side]["sentences"]
+    what = (f"{n} sentences where {pairs} are recorded" if n != pairs else
+            f"{n} sentences as recorded, but other token ids ({got[side]['tokens']} tokens, "
+            f"{entry[side].get('tokens')} recorded)")
+    raise PairingError(
+        f"split {split!r}, side {side!r}: {where[side]} does not hold the lines recorded in {path} ({what}; the "
+        f"{other} side matches): it was built from other lines (another split, a file shifted by a line, another "
+        f"model); rebuild DATA/{side} from the {split}.{side} file `translit-ppa encode --split {split}` wrote "
+        "(fairseq-preprocess --only-source --srcdict MODEL/dict.txt)"
+    )

@@ -309,6 +309,8 @@ def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
     timings["verify"] = time.time() - t
     timings["total"] = time.time() - t_start
 
+    from translit_plugin.data.fingerprint import write_data_bin_fingerprint  # DATA/pairing.json, checked by the task
+    write_data_bin_fingerprint(data_bin, dict_path, spm_model, SPLITS)
     manifest = build_manifest(cfg, langs, lcodes, files, clean_records, sample_records, tasks, records, settings,
                               sample_cfg, verification, timings, group)
     tmp = out / ".manifest.json.tmp"

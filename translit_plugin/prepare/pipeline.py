@@ -33,6 +33,7 @@ from translit_plugin.prepare.chunks import (
     process_run,
 )
 from translit_plugin.prepare.clean import CleanConfig, clean_language
+from translit_plugin.prepare.latn_check import LatnCheckConfig
 from translit_plugin.prepare.lines import read_done, sha1_file, stable_key, write_done
 from translit_plugin.prepare.sample import SPLITS, SampleConfig, chunk_name, sample_language
 
@@ -40,6 +41,12 @@ logger = logging.getLogger(__name__)
 
 STAGES = ("clean", "sample", "transliterate", "merge", "verify")
 _LANG_FILE = re.compile(r"^[a-z]{2,3}_[A-Z][a-z]{3}$")
+
+
+class PrepareInputError(ValueError):
+    """Inputs or options prepare cannot use as given (the message says which and what to do); exit status 2."""
+
+    exit_code = 2
 
 
 @dataclass
@@ -67,14 +74,32 @@ class PrepareConfig:
     verify_samples: int = 1000
     verify_translit: int = 50
     progress: bool = True
+    latn_check: LatnCheckConfig = field(default_factory=LatnCheckConfig)  # --latn-input pairs compared with uroman
+    allow_unknown_lang: bool = False  # accept codes that are not ISO 639-3 / ISO 15924 (with a warning)
+    skip_unrecognized_files: bool = False  # skip (with a warning) input files not named {lang_Script}.txt
+    allow_empty_lang: bool = False  # a language without usable lines is a warning, not an error
 
 
-def discover_languages(input_dir: Path, wanted: list[str] | None) -> dict[str, Path]:
-    """``{lang_Script: path}`` of the input files (``{lang_Script}.txt``), restricted to ``wanted`` if given."""
+def discover_languages(input_dir: Path, wanted: list[str] | None, skip_unrecognized: bool = False) -> dict[str, Path]:
+    """``{lang_Script: path}`` of the input files (``{lang_Script}.txt``), restricted to ``wanted`` if given.
+
+    Without ``wanted``, any other (non-hidden) file in the directory is an error, or with ``skip_unrecognized`` a
+    warning: a file named ``Greek.txt`` or ``ell_grek.txt`` must not silently drop a language."""
     if not input_dir.is_dir():
         raise FileNotFoundError(f"--input {input_dir} is not a directory of {{lang_Script}}.txt files")
-    found = {p.stem: p for p in sorted(input_dir.glob("*.txt")) if _LANG_FILE.match(p.stem)}
+    entries = [p for p in sorted(input_dir.iterdir()) if p.is_file() and not p.name.startswith(".")]
+    found = {p.stem: p for p in entries if p.suffix == ".txt" and _LANG_FILE.match(p.stem)}
     if wanted is None:
+        recognized = set(found.values())
+        unrecognized = [p.name for p in entries if p not in recognized]
+        if unrecognized:
+            listed = ", ".join(unrecognized[:10]) + (f" (+{len(unrecognized) - 10} more)" if len(unrecognized) > 10
+                                                     else "")
+            msg = f"{input_dir}: {len(unrecognized)} file(s) not named {{lang_Script}}.txt: {listed}"
+            if not skip_unrecognized:
+                raise PrepareInputError(f"{msg}; rename them, move them away, or pass --skip-unrecognized-files to "
+                                        "skip them")
+            logger.warning("%s; skipped (--skip-unrecognized-files)", msg)
         if not found:
             raise FileNotFoundError(f"{input_dir}: no {{lang_Script}}.txt files (e.g. fas_Arab.txt)")
         return found
@@ -225,7 +250,7 @@ def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
     # ---- languages, uroman codes, sampling overrides
     group = load_group(cfg.group) if cfg.group else None
     wanted = cfg.langs if cfg.langs is not None else (group.languages if group else None)
-    files = discover_languages(cfg.input, wanted)
+    files = discover_languages(cfg.input, wanted, cfg.skip_unrecognized_files)
     langs = sorted(files)
     sample_cfg = cfg.sample
     if group and group.sampling:
@@ -241,14 +266,25 @@ def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
             lcodes[lang] = group.uroman_codes[lang]
         else:
             lcodes[lang] = uroman_code(lang)
+    from translit_plugin.prepare.langcodes import validate_codes
+
+    code_warnings = validate_codes(files, lcodes, cfg.allow_unknown_lang)
     logger.info("prepare %d languages from %s into %s (uroman codes: %s)", len(langs), cfg.input, out, lcodes)
 
     # ---- clean
     t = time.time()
     latn_files = discover_languages(cfg.latn_input, langs) if cfg.latn_input else {}
     clean_records = {lang: clean_language(files[lang], work / "clean" / f"{lang}.txt", lang, cfg.clean, cfg.progress,
-                                          latn_files.get(lang)) for lang in langs}
+                                          latn_files.get(lang), cfg.latn_check, lcodes[lang]) for lang in langs}
     timings["clean"] = time.time() - t
+    empty = [lang for lang in langs if clean_records[lang]["kept"] == 0]
+    if empty:
+        details = "; ".join(f"{files[lang]}: {_dropped(clean_records[lang])}" for lang in empty)
+        msg = f"{len(empty)} language(s) without a usable line, they would get 0 pairs: {details}"
+        if not cfg.allow_empty_lang:
+            raise PrepareInputError(f"{msg}. Fix or remove the file(s), leave them out with --langs, or pass "
+                                    "--allow-empty-lang")
+        logger.warning("%s (--allow-empty-lang)", msg)
     if cfg.stop_after == "clean":
         return {"stopped_after": "clean", "clean": clean_records}
 
@@ -313,12 +349,24 @@ def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
     write_data_bin_fingerprint(data_bin, dict_path, spm_model, SPLITS)
     manifest = build_manifest(cfg, langs, lcodes, files, clean_records, sample_records, tasks, records, settings,
                               sample_cfg, verification, timings, group)
+    no_pairs = [lang for lang in langs if manifest["per_language"][lang]["train"]["pairs"] == 0]
+    manifest["warnings"] = code_warnings + [f"{lang}: 0 training pairs" for lang in no_pairs]
+    if no_pairs:
+        logger.warning("%d language(s) have no training pairs: %s (see per_language in the manifest for why)",
+                       len(no_pairs), ", ".join(no_pairs))
     tmp = out / ".manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, out / "manifest.json")
     logger.info("prepared %s: train %d pairs, valid %d pairs (%.1f s)", data_bin, manifest["pairs"]["train"],
                 manifest["pairs"]["valid"], timings["total"])
     return manifest
+
+
+def _dropped(record: dict) -> str:
+    """Why a clean record kept nothing, e.g. '12 lines: 10 empty, 2 too long'."""
+    reasons = [f"{record[k]} {k.replace('_', ' ')}" for k in ("empty", "too_short", "too_long", "duplicate")
+               if record.get(k)]
+    return f"{record['input_lines']} lines" + (f": {', '.join(reasons)}" if reasons else "")
 
 
 def _remove_stale_tmp(work: Path) -> None:
@@ -343,6 +391,8 @@ def build_manifest(cfg: PrepareConfig, langs: list[str], lcodes: dict, files: di
                                         "invalid_utf8", "kept")},
             "sampled": s["sampled"],
         }
+        if c.get("latn_check"):
+            entry["latn_check"] = c["latn_check"]
         for split in SPLITS:
             recs = [records[t.name] for t in tasks if t.lang == lang and t.split == split]
             entry[split] = {

@@ -23,6 +23,8 @@ TASKS = ("retrieval", "taxi1500", "sib200", "ner", "pos")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from translit_plugin.cli.argtypes import NONNEG, POSITIVE, int_at_least, positive_float
+
     parser.description = __doc__
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("task", choices=TASKS, help="what to evaluate")
@@ -43,23 +45,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44, 45, 46],
                         help="fine-tuning seeds (default: %(default)s); ignored for retrieval")
     g = parser.add_argument_group("embeddings (retrieval)")
-    g.add_argument("--layer", type=int, default=8, help="hidden layer (0 = embeddings) (default: %(default)s)")
+    g.add_argument("--layer", type=NONNEG, default=8, help="hidden layer (0 = embeddings) (default: %(default)s)")
     g.add_argument("--pooling", choices=("mean", "cls"), default="mean", help="(default: %(default)s)")
-    g.add_argument("--embed-batch-size", type=int, default=128, help="(default: %(default)s)")
-    g.add_argument("--embed-max-length", type=int, default=512, help="tokens incl. <s>, </s> (default: %(default)s)")
+    g.add_argument("--embed-batch-size", type=POSITIVE, default=128, help="(default: %(default)s)")
+    g.add_argument("--embed-max-length", type=int_at_least(3), default=512,
+                   help="tokens incl. <s>, </s> (default: %(default)s)")
     g = parser.add_argument_group("fine-tuning (defaults: the paper's per-task settings)")
-    g.add_argument("--max-epochs", type=int, default=None, help="taxi1500/sib200 40, ner 5, pos 10")
-    g.add_argument("--lr", type=float, default=None, help="classification 1e-5, tagging 2e-5")
-    g.add_argument("--batch-size", type=int, default=None, help="32")
-    g.add_argument("--grad-accum", type=int, default=None, help="classification 1, tagging 2")
-    g.add_argument("--max-length", type=int, default=None, help="taxi1500 100, sib200 160, ner/pos 256")
-    g.add_argument("--patience", type=int, default=None, help="stop after N epochs without a better dev score")
-    g.add_argument("--eval-batch-size", type=int, default=64, help="(default: %(default)s)")
+    g.add_argument("--max-epochs", type=POSITIVE, default=None, help="taxi1500/sib200 40, ner 5, pos 10")
+    g.add_argument("--lr", type=positive_float, default=None, help="classification 1e-5, tagging 2e-5")
+    g.add_argument("--batch-size", type=POSITIVE, default=None, help="32")
+    g.add_argument("--grad-accum", type=POSITIVE, default=None, help="classification 1, tagging 2")
+    g.add_argument("--max-length", type=int_at_least(3), default=None, help="taxi1500 100, sib200 160, ner/pos 256")
+    g.add_argument("--patience", type=POSITIVE, default=None, help="stop after N epochs without a better dev score")
+    g.add_argument("--eval-batch-size", type=POSITIVE, default=64, help="(default: %(default)s)")
     g.add_argument("--select-metric", default="seqeval_f1", choices=("seqeval_f1", "token_accuracy", "token_macro_f1"),
                    help="tagging: source-dev metric for picking the epoch (default: %(default)s, the paper's)")
     g = parser.add_argument_group("limits for quick runs")
-    g.add_argument("--max-train-examples", type=int, default=None, help="use the first N training examples")
-    g.add_argument("--max-eval-examples", type=int, default=None, help="use the first N dev/test/retrieval examples")
+    g.add_argument("--max-train-examples", type=POSITIVE, default=None, help="use the first N training examples")
+    g.add_argument("--max-eval-examples", type=POSITIVE, default=None,
+                   help="use the first N dev/test/retrieval examples")
     parser.add_argument("--device", default=None, help="cpu / cuda (default: cuda if available)")
     parser.add_argument("--cache-dir", type=Path, default=None, help="where converted HF models are kept")
     parser.add_argument("--assets-dir", type=Path, default=None,
@@ -98,13 +102,18 @@ def build_options(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from translit_plugin.evaluation.models import parse_model_specs
+    from translit_plugin.evaluation.readers import EvalDataError
     from translit_plugin.evaluation.results import ResultStore
     from translit_plugin.evaluation.runner import run_grid
+    from translit_plugin.safe_output import check_file_output, first_line
 
     if not args.data_dir.is_dir():
-        logger.error("data directory not found: %s", args.data_dir)
-        return 2
+        raise FileNotFoundError(f"--data-dir {args.data_dir} is not a directory")
     specs = parse_model_specs(args.models)
+    # results are appended: never to a model, a dataset file, or a file that is not a results JSONL
+    check_file_output(args.output, [s.path for s in specs] + [args.data_dir, args.langs_file, args.assets_dir], "-o",
+                      lambda p: _is_results_file(first_line(p)), "a results file of translit-ppa evaluate",
+                      allow_inside=False)
     opts = build_options(args)
     store = ResultStore(args.output)
     logger.info("evaluating %d model(s) on %s from %s; %d result(s) already in %s",
@@ -115,6 +124,16 @@ def run(args: argparse.Namespace) -> int:
     for line in summary.errors:
         logger.warning("failed: %s", line)
     if summary.ok == 0 and summary.done_before == 0:
-        logger.error("nothing was evaluated")
-        return 1
+        raise EvalDataError(f"nothing was evaluated: all {len(summary.errors)} result(s) failed (listed above and "
+                            f"as error records in {args.output})")
     return 3 if (args.strict and summary.errors) else 0
+
+
+def _is_results_file(line: str) -> bool:
+    import json
+
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(rec, dict) and "model" in rec and "task" in rec

@@ -19,6 +19,8 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from translit_plugin.cli.argtypes import NONNEG, POSITIVE
+
     parser.description = __doc__
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("run_dir", type=Path, help="training run directory with checkpoint*.pt")
@@ -28,10 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pattern", default="checkpoint*.pt", help="checkpoint glob (default: %(default)s)")
     parser.add_argument("--prefix", default="tatoeba", help="retrieval file prefix (default: %(default)s)")
     parser.add_argument("--targets", nargs="+", default=None, help="languages (default: every one found)")
-    parser.add_argument("--layer", type=int, default=8, help="(default: %(default)s)")
+    parser.add_argument("--layer", type=NONNEG, default=8, help="(default: %(default)s)")
     parser.add_argument("--pooling", choices=("mean", "cls"), default="mean", help="(default: %(default)s)")
-    parser.add_argument("--embed-batch-size", type=int, default=128, help="(default: %(default)s)")
-    parser.add_argument("--max-eval-examples", type=int, default=None, help="first N sentences per language")
+    parser.add_argument("--embed-batch-size", type=POSITIVE, default=128, help="(default: %(default)s)")
+    parser.add_argument("--max-eval-examples", type=POSITIVE, default=None, help="first N sentences per language")
     parser.add_argument("--cache", type=Path, default=None,
                         help="score cache (default: RUN_DIR/select_checkpoint_cache.json)")
     parser.add_argument("--output", type=Path, default=None, help="(default: RUN_DIR/selected_checkpoint.json)")
@@ -42,21 +44,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from translit_plugin.evaluation.models import default_device
     from translit_plugin.evaluation.runner import EvalOptions
-    from translit_plugin.evaluation.selection import select_checkpoint
+    from translit_plugin.evaluation.selection import CACHE_NAME, find_checkpoints, select_checkpoint
+    from translit_plugin.safe_output import check_file_output
 
+    if not args.run_dir.is_dir():
+        raise FileNotFoundError(f"run directory not found: {args.run_dir}")
+    if not args.data_dir.is_dir():
+        raise FileNotFoundError(f"--data-dir {args.data_dir} is not a directory")
+    # the selection and the cache are written next to the checkpoints: never over a checkpoint or into the data
+    inputs = [*find_checkpoints(args.run_dir, args.pattern), args.data_dir]
+    path = args.output or args.run_dir / "selected_checkpoint.json"
+    check_file_output(path, inputs, "--output", lambda p: _json_with(p, "best"), "a selection written by this command",
+                      allow_inside=False)
+    check_file_output(args.cache or args.run_dir / CACHE_NAME, inputs, "--cache", lambda p: _json_with(p, None),
+                      "a select-checkpoint score cache (delete it to start afresh)", allow_inside=False)
     opts = EvalOptions(task="tatoeba", data_dir=args.data_dir, targets=args.targets, prefix=args.prefix,
                        layer=args.layer, pooling=args.pooling, embed_batch_size=args.embed_batch_size,
                        max_eval_examples=args.max_eval_examples, device=args.device or default_device(),
                        progress=not args.no_progress)
     sel = select_checkpoint(args.run_dir, opts, model_dir=args.model_dir, cache_path=args.cache,
                             pattern=args.pattern)
-    width = max(len(n) for n in sel.scores)
+    width = max(len(n) for n in [*sel.scores, *sel.failed])
     out = sys.stdout
     out.write(f"{'checkpoint':<{width}}  mean tatoeba top-10\n")
     for name, s in sel.scores.items():
         mark = "  <- best" if name == sel.best.name else ""
         out.write(f"{name:<{width}}  {100 * s['score']:6.2f}{mark}\n")
-    path = args.output or args.run_dir / "selected_checkpoint.json"
+    for name, msg in sel.failed.items():
+        out.write(f"{name:<{width}}  failed: {msg}\n")
     path.write_text(json.dumps(sel.to_dict(), indent=1), encoding="utf-8")
     logger.info("best: %s (%.2f); written to %s", sel.best, 100 * sel.best_score, path)
+    if sel.failed:
+        logger.warning("%d checkpoint(s) could not be scored and were skipped: %s", len(sel.failed),
+                       ", ".join(sel.failed))
     return 0
+
+
+def _json_with(path: Path, key: str | None) -> bool:
+    """An existing JSON object file (with ``key`` if given): one this command wrote."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and (key is None or key in data)

@@ -96,9 +96,10 @@ def _record(model: str, task: str, source: str | None, target: str, seed: int | 
 
 def _fail(store: ResultStore, summary: GridSummary, base: dict, e: BaseException) -> None:
     msg = _error_message(e)
-    if isinstance(e, (EvalDataError, FileNotFoundError)):
+    if isinstance(e, (EvalDataError, OSError, ValueError, RuntimeError)):  # bad data, files, memory: one line
         logger.error("%s %s -> %s: %s", base["task"], base["source"], base["target"], msg)
-    else:
+        logger.debug("traceback", exc_info=e)
+    else:  # an unexpected type is a bug: keep its traceback
         logger.exception("%s %s -> %s failed", base["task"], base["source"], base["target"])
     store.add({**base, "status": "error", "error": msg, "metrics": {}})
     where = f"{base['model']} {base['task']} {base['source']}->{base['target']} seed={base['seed']}"
@@ -304,8 +305,10 @@ def run_grid(model_specs, opts: EvalOptions, store: ResultStore, cache_dir=None,
         try:
             hub = load_hub(spec, cache_dir, opts.device, assets_dir)
         except Exception as e:  # noqa: BLE001 - report a broken model, go on with the others
-            logger.exception("could not load model %s from %s", spec.name, spec.path)
-            summary.errors.append(f"{spec.name}: could not load {spec.path}: {_error_message(e)}")
+            msg = " ".join(_error_message(e).split())
+            logger.error("could not load model %s from %s (%s); its results are skipped", spec.name, spec.path, msg)
+            logger.debug("traceback", exc_info=e)
+            summary.errors.append(f"{spec.name}: could not load {spec.path}: {msg}")
             continue
         if opts.task in RETRIEVAL_TASKS:
             part = run_retrieval(spec.name, str(spec.path), hub_embedder(hub, opts), opts, store)

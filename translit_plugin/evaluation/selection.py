@@ -2,7 +2,8 @@
 
 Every ``checkpoint*.pt`` of a training run is scored once; scores are cached in a JSON file keyed by the checkpoint's
 fingerprint (size, mtime and a hash of its first and last MiB) and the evaluation settings, so re-running after more
-checkpoints were written only evaluates the new ones.
+checkpoints were written only evaluates the new ones.  A checkpoint that cannot be loaded or scored (truncated by a
+full disk, still being written) is recorded with its error and skipped; the others are still compared.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import os
 import re
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .readers import ENGLISH
@@ -51,14 +52,22 @@ def find_checkpoints(run_dir: str | os.PathLike, pattern: str = "checkpoint*.pt"
 
 @dataclass
 class Selection:
-    """The chosen checkpoint and every checkpoint's score."""
+    """The chosen checkpoint and every checkpoint's score (or its error)."""
 
     best: Path
     best_score: float
     scores: dict[str, dict]  # checkpoint name -> {"score": mean top-10, "per_language": {...}, "fingerprint": ...}
+    failed: dict[str, str] = field(default_factory=dict)  # checkpoint name -> why it could not be scored
 
     def to_dict(self) -> dict:
-        return {"best": str(self.best), "best_score": self.best_score, "checkpoints": self.scores}
+        return {"best": str(self.best), "best_score": self.best_score, "checkpoints": self.scores,
+                "failed": self.failed}
+
+
+class SelectionError(ValueError):
+    """No checkpoint of the run could be scored (exit status 3)."""
+
+    exit_code = 3
 
 
 def _load_cache(path: Path) -> dict:
@@ -119,22 +128,32 @@ def select_checkpoint(
                 "max_eval_examples": opts.max_eval_examples}
     chash = config_hash(settings)
     scores: dict[str, dict] = {}
+    failed: dict[str, str] = {}
     for ckpt in find_checkpoints(run_dir, pattern):
         fp = checkpoint_fingerprint(ckpt)
         entry = cache.get(fp, {}).get(chash)
         if entry is None:
             logger.info("scoring %s on %d %s languages", ckpt.name, len(targets), opts.file_prefix)
-            hub = from_pretrained(str(model_dir or run_dir), checkpoint_file=str(ckpt.resolve()))
-            hub.eval()
-            if opts.device:
-                hub.to(opts.device)
-            per_lang = score_hub(hub, opts.data_dir, targets, opts)
-            del hub
+            try:
+                hub = from_pretrained(str(model_dir or run_dir), checkpoint_file=str(ckpt.resolve()))
+                hub.eval()
+                if opts.device:
+                    hub.to(opts.device)
+                per_lang = score_hub(hub, opts.data_dir, targets, opts)
+                del hub
+            except Exception as e:  # noqa: BLE001 - one broken checkpoint must not stop the selection
+                failed[ckpt.name] = " ".join(f"{type(e).__name__}: {e}".split())
+                logger.error("%s: could not be scored, skipped (%s)", ckpt, failed[ckpt.name])
+                logger.debug("traceback of %s", ckpt, exc_info=True)
+                continue
             entry = {"score": statistics.fmean(per_lang.values()), "per_language": per_lang}
             cache.setdefault(fp, {})[chash] = {**entry, "checkpoint": ckpt.name, "settings": settings}
             _save_cache(cache_path, cache)
         else:
             logger.info("%s: cached score %.4f", ckpt.name, entry["score"])
         scores[ckpt.name] = {"score": entry["score"], "per_language": entry["per_language"], "fingerprint": fp}
+    if not scores:
+        raise SelectionError(f"{run_dir}: none of the {len(failed)} checkpoint(s) could be scored: "
+                             + "; ".join(f"{n}: {msg}" for n, msg in failed.items()))
     best_name = max(scores, key=lambda n: scores[n]["score"])  # first of equal scores (earliest) wins
-    return Selection(run_dir / best_name, scores[best_name]["score"], scores)
+    return Selection(run_dir / best_name, scores[best_name]["score"], scores, failed)

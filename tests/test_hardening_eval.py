@@ -149,3 +149,20 @@ def test_global_options_before_the_command():
     r = subprocess.run([sys.executable, "-m", "translit_plugin.cli", "--log-level", "WARNING", "export-hf",
                         "missing.pt", "out"], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.strip() == "translit-ppa export-hf: error: checkpoint not found: missing.pt"
+
+
+def test_hf_conversion_cache_follows_content_not_mtime(tiny_hf_dir, tmp_path):
+    import os
+
+    from translit_plugin.evaluation.models import _fingerprint
+
+    hf = tmp_path / "hf"
+    shutil.copytree(tiny_hf_dir, hf)
+    before = _fingerprint(hf)
+    cfg = hf / "config.json"
+    st = cfg.stat()
+    text = cfg.read_text()
+    assert '"hidden_dropout_prob": 0.1' in text
+    cfg.write_text(text.replace('"hidden_dropout_prob": 0.1', '"hidden_dropout_prob": 0.2'))  # same size
+    os.utime(cfg, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert cfg.stat().st_size == st.st_size and _fingerprint(hf) != before

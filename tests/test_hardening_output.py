@@ -136,3 +136,9 @@ def test_build_start_model_refuses_unsafe_outputs(tmp_path, capsys):
     assert run_cli(capsys, "build-start-model", "--text", text / "a.txt", "--output", out, *common)[0] == 2
     assert run_cli(capsys, "build-start-model", "--text", text / "a.txt", "--output", out, "--force", *common)[0] == 0
     assert (out / "config.json").is_file() and (out / "translit_ppa_start_model.json").is_file()
+    rc, err = run_cli(capsys, "build-start-model", "--text", text / "a.txt", "--output", tmp_path / "y", *common,
+                      "--hidden", "9")
+    assert rc == 2 and "--hidden 9 is not a multiple of --heads 2" in err
+    with pytest.raises(SystemExit) as info:
+        run_cli(capsys, "build-start-model", "--text", text / "a.txt", "--output", tmp_path / "y", "--layers", "0")
+    assert info.value.code == 2

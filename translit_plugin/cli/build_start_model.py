@@ -11,14 +11,17 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from translit_plugin.cli.argtypes import POSITIVE, int_at_least
+
     parser.add_argument("--text", nargs="+", required=True, help="text files (one sentence per line) for sentencepiece")
     parser.add_argument("--output", required=True, help="HF checkpoint directory to write")
-    parser.add_argument("--vocab-size", type=int, default=8000, help="sentencepiece pieces (default: %(default)s)")
-    parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--ffn", type=int, default=128)
-    parser.add_argument("--max-positions", type=int, default=512)
+    parser.add_argument("--vocab-size", type=int_at_least(8), default=8000,
+                        help="sentencepiece pieces (default: %(default)s)")
+    parser.add_argument("--layers", type=POSITIVE, default=2)
+    parser.add_argument("--hidden", type=POSITIVE, default=64, help="hidden size (a multiple of --heads)")
+    parser.add_argument("--heads", type=POSITIVE, default=4)
+    parser.add_argument("--ffn", type=POSITIVE, default=128)
+    parser.add_argument("--max-positions", type=int_at_least(3), default=512)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true", help="overwrite an existing output directory")
 
@@ -29,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from translit_plugin.safe_output import START_MODEL_MARKER, staged_dir
     from translit_plugin.start_model import build_random_xlmr, train_sentencepiece
 
+    if args.hidden % args.heads:
+        raise ValueError(f"--hidden {args.hidden} is not a multiple of --heads {args.heads}")
     out = Path(args.output)
     with staged_dir(out, args.force, args.text, START_MODEL_MARKER, "translit-ppa build-start-model") as tmp:
         try:

@@ -6,7 +6,8 @@ A model is given as ``[NAME=]PATH`` where PATH is
   with a checkpoint file, plus ``dict.txt`` and ``sentencepiece.bpe.model``),
 - a fairseq checkpoint file (``.../checkpoint_3_2000.pt``), loaded from its directory, or
 - an HF directory (has ``config.json``): converted on the fly with ``convert_hf_to_fairseq`` into a cache directory
-  keyed by the HF directory's path and the size / mtime of its files, so a re-run reuses the conversion.
+  keyed by the HF directory's path and the content (sha256) of its files, so a re-run reuses the conversion and an
+  edited file (even one edited in place with its size and mtime kept) gets a new one.
 
 NAME defaults to the directory name (or ``dir/checkpoint`` stem) and is the model's label in results and reports.
 """
@@ -65,11 +66,14 @@ def parse_model_specs(texts: list[str]) -> list[ModelSpec]:
 
 
 def _fingerprint(hf_dir: Path) -> str:
+    """Path and content of every file of ``hf_dir`` (never size / mtime, which an in-place edit can keep)."""
     h = hashlib.sha256(str(hf_dir.resolve()).encode())
     for f in sorted(hf_dir.iterdir()):
         if f.is_file():
-            st = f.stat()
-            h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+            h.update(f"\0{f.name}\0".encode())
+            with open(f, "rb") as fh:
+                while block := fh.read(1 << 22):
+                    h.update(block)
     return h.hexdigest()[:16]
 
 

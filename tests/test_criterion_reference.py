@@ -133,3 +133,74 @@ def test_zero_weights_skip_their_forward(setup):
         MlmSeqTlmCriterion(task)(fs_model, batch)
     with pytest.raises(ValueError, match="all loss weights are 0"):
         MlmSeqTlmCriterion(task, mlm_orig_weight=0, mlm_latn_weight=0, seq_weight=0, tlm_weight=0)
+
+
+def reference_anchor(student, teacher, batch, layer, loss, tau):
+    """The anchored term written plainly on HF models: clean inputs, mean over the attention mask (<s>, </s> in)."""
+
+    def vec(model, stream):
+        ids = torch.where(stream["target"].ne(PAD), stream["target"], stream["src_tokens"])  # unmask
+        attn = ids.ne(PAD)
+        hidden = model(input_ids=ids, attention_mask=attn.long(), output_hidden_states=True).hidden_states[layer]
+        keep = attn.unsqueeze(-1).float()
+        return (hidden * keep).sum(1) / keep.sum(1)
+
+    with torch.no_grad():
+        t = vec(teacher, batch["orig"])
+    terms = []
+    for side in ("latn", "orig"):
+        s = vec(student, batch[side])
+        if loss == "mse":
+            terms.append(((s - t) ** 2).mean())
+        elif loss == "cosine":
+            terms.append((1 - F.cosine_similarity(s, t, dim=-1)).mean())
+        else:
+            sim = F.normalize(s, dim=-1) @ F.normalize(t, dim=-1).t() / tau
+            terms.append(F.cross_entropy(sim, torch.arange(len(s))))
+    return sum(terms) / 2
+
+
+@pytest.mark.parametrize("kind", ["infonce", "mse", "cosine"])
+def test_anchor_term_and_gradient_match_the_hf_reference(setup, tiny_hf_dir, tiny_model_dir, kind):
+    """Student = the converted model with perturbed word embeddings, so it differs from the teacher (the start model)."""
+    import copy
+
+    from transformers import XLMRobertaForMaskedLM
+
+    from translit_plugin.criterions.mlm_seq_tlm import MlmSeqTlmCriterion
+
+    task, fs_model, hf_model, batch = setup
+    fs_student, hf_student = copy.deepcopy(fs_model), copy.deepcopy(hf_model)
+    noise = torch.randn(fs_student.encoder.sentence_encoder.embed_tokens.weight.shape,
+                        generator=torch.Generator().manual_seed(11)) * 0.05  # fmt: skip
+    with torch.no_grad():
+        fs_student.encoder.sentence_encoder.embed_tokens.weight.add_(noise)
+        hf_student.roberta.embeddings.word_embeddings.weight.add_(noise)
+    teacher = XLMRobertaForMaskedLM.from_pretrained(str(tiny_hf_dir), attn_implementation="eager").eval()
+    crit = MlmSeqTlmCriterion(task, mlm_orig_weight=0, mlm_latn_weight=0, seq_weight=0, tlm_weight=0,
+                              anchor_weight=1.0, anchor_teacher=str(tiny_model_dir / "model.pt"), anchor_layer=2,
+                              anchor_loss=kind, anchor_temperature=0.1)  # fmt: skip
+    loss, sample_size, log = crit(fs_student, batch)
+    ref = reference_anchor(hf_student, teacher, batch, 2, kind, 0.1)
+    assert sample_size == 1.0 and ref.item() > 1e-4, "degenerate reference"
+    assert abs(loss.item() - ref.item()) < 1e-5 * max(1.0, ref.item()), (loss.item(), ref.item())
+    assert abs(float(log["anchor_sum"]) / log["anchor_count"] - ref.item()) < 1e-5 * max(1.0, ref.item())
+    loss.backward()
+    ref.backward()
+    ours_g = fs_student.encoder.sentence_encoder.embed_tokens.weight.grad
+    ref_g = hf_student.roberta.embeddings.word_embeddings.weight.grad
+    scale = float(ref_g.abs().max())
+    assert scale > 0 and float((ours_g - ref_g).abs().max()) < 1e-5 * max(scale, 1.0)
+    # the teacher is outside the module tree: no parameters of the criterion, nothing to checkpoint
+    assert not list(crit.parameters()) and not crit.state_dict()
+    assert all(not p.requires_grad for p in crit._teacher[0].parameters())
+
+
+def test_anchor_needs_a_teacher_of_the_same_vocabulary(setup, tiny_model_dir, tmp_path):
+    from translit_plugin.criterions.mlm_seq_tlm import MlmSeqTlmCriterion
+
+    task = setup[0]
+    with pytest.raises(ValueError, match="needs a teacher"):
+        MlmSeqTlmCriterion(task, anchor_weight=1.0)
+    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
+        MlmSeqTlmCriterion(task, anchor_weight=1.0, anchor_teacher=str(tmp_path / "nope.pt"))

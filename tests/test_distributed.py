@@ -133,3 +133,40 @@ def test_local_gather_averages_the_two_halves(data, tmp_path):
     halves = [_single(data, kwargs, s)[0] for s in splits]
     want = {n: (halves[0][n] + halves[1][n]) / 2 for n in halves[0]}
     _assert_close(results[0]["grads"], want)
+
+
+def _teacher_checkpoint(data: Path, path: Path) -> str:
+    """A fairseq checkpoint of a tiny model with other weights (seed 1) than the trained one (seed 0)."""
+    from omegaconf import OmegaConf
+
+    import translit_plugin  # noqa: F401
+    from translit_plugin.models.translit_roberta import TranslitRobertaModel, translit_roberta_tiny
+    from translit_plugin.tasks.translit_align import TranslitAlignConfig, TranslitAlignTask
+
+    task = TranslitAlignTask.setup_task(OmegaConf.structured(TranslitAlignConfig(data=str(data), tokens_per_sample=64)))
+    args = Namespace(dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, pooler_dropout=0.0)
+    translit_roberta_tiny(args)
+    torch.manual_seed(1)
+    model = TranslitRobertaModel.build_model(args, task)
+    cfg = OmegaConf.create({"model": {**vars(args), "_name": "translit_roberta"}})
+    state = {"cfg": cfg, "model": model.state_dict(), "args": None,
+             "optimizer_history": [{"criterion_name": "x", "optimizer_name": "x", "lr_scheduler_state": {},
+                                    "num_updates": 0}], "extra_state": {}}  # fmt: skip
+    torch.save(state, path)
+    return str(path)
+
+
+@pytest.mark.parametrize("kind", ["infonce", "mse"])
+def test_exact_gather_anchor_gives_the_single_process_gradient(data, tmp_path, kind):
+    """The anchored term with gathered teacher vectors (InfoNCE negatives from both workers) and global normalisers."""
+    teacher = _teacher_checkpoint(data, tmp_path / "teacher.pt")
+    kwargs = {**SEQ_ONLY, "seq_weight": 0.0, "anchor_weight": 1.0, "anchor_teacher": teacher, "anchor_layer": 2,
+              "anchor_loss": kind}  # fmt: skip
+    indices = list(range(1, 160, 20))
+    splits = [indices[:3], indices[3:]]
+    results = _run_workers(tmp_path, data, kwargs, splits)
+    want, log = _single(data, kwargs, indices)
+    _assert_close(results[0]["grads"], want)
+    _assert_close(results[1]["grads"], want)
+    total = sum(r["log"]["anchor_sum"] for r in results)
+    assert abs(total - float(log["anchor_sum"])) < 1e-4 * max(1.0, abs(total))

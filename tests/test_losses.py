@@ -177,3 +177,62 @@ def test_retrieval_correct_counts_top1_over_latin_candidates():
     # pair 2 retrieves latn 0 (dot 1.0 > 0.05); pairs 0 and 1 are correct
     assert int(retrieval_correct(o, latn)) == 2
     assert int(retrieval_correct(o, latn, rows=slice(2, 3))) == 0
+
+
+# ------------------------------------------------------------------------------------------------------- anchor loss
+def _anchor_reference(student, teacher, loss, temperature):
+    """Plain per-pair loops: the textbook definitions, nothing shared with the implementation."""
+    n = student.shape[0]
+    total = 0.0
+    for i in range(n):
+        s, t = student[i].double(), teacher[i].double()
+        if loss == "mse":
+            total += float(((s - t) ** 2).sum()) / s.numel()
+        elif loss == "cosine":
+            total += 1.0 - float(s @ t) / (float(s.norm()) * float(t.norm()))
+        else:
+            sims = [float(s @ teacher[j].double()) / (float(s.norm()) * float(teacher[j].double().norm()))
+                    for j in range(teacher.shape[0])]  # fmt: skip
+            logits = torch.tensor(sims, dtype=torch.float64) / temperature
+            total += float(torch.logsumexp(logits, 0) - logits[i])
+    return total / n
+
+
+@pytest.mark.parametrize("kind", ["mse", "cosine", "infonce"])
+def test_anchor_loss_matches_plain_reference(kind):
+    from translit_plugin.losses import anchor_loss
+
+    g = torch.Generator().manual_seed(7)
+    student = torch.randn(6, 5, generator=g)
+    teacher = torch.randn(6, 5, generator=g) * 3
+    got = anchor_loss(student, teacher, loss=kind, temperature=0.07)
+    want = _anchor_reference(student, teacher, kind, 0.07)
+    assert abs(float(got) - want) < 1e-5 * max(1.0, abs(want))
+
+
+@pytest.mark.parametrize("kind", ["mse", "cosine", "infonce"])
+def test_anchor_loss_rows_add_up_to_the_whole(kind):
+    """Workers compute their own rows against the gathered teacher vectors, normalised by the global count."""
+    from translit_plugin.losses import anchor_loss
+
+    g = torch.Generator().manual_seed(3)
+    student = torch.randn(7, 4, generator=g, requires_grad=True)
+    teacher = torch.randn(7, 4, generator=g)
+    whole = anchor_loss(student, teacher, loss=kind)
+    parts = [anchor_loss(student[r], teacher, loss=kind, rows=r, total=7) for r in (slice(0, 3), slice(3, 7))]
+    assert torch.allclose(parts[0] + parts[1], whole, atol=1e-6)
+    (g_whole,) = torch.autograd.grad(whole, student)
+    g_parts = torch.autograd.grad(parts[0] + parts[1], student)[0]
+    assert torch.allclose(g_whole, g_parts, atol=1e-6)
+
+
+def test_anchor_loss_teacher_gets_no_gradient_and_bad_input_is_refused():
+    from translit_plugin.losses import anchor_loss
+
+    teacher = torch.randn(3, 4, requires_grad=True)
+    anchor_loss(torch.randn(3, 4, requires_grad=True), teacher, loss="infonce").backward()
+    assert teacher.grad is None
+    with pytest.raises(ValueError, match="unknown anchor loss"):
+        anchor_loss(torch.randn(3, 4), torch.randn(3, 4), loss="l1")
+    with pytest.raises(ValueError, match="rows"):
+        anchor_loss(torch.randn(2, 4), torch.randn(3, 4), rows=slice(0, 3))

@@ -10,6 +10,9 @@ arXiv 2406.19759) as described in ``shared/notes/method-spec.md``:
   excluded, ``<mask>`` included) or the ``<s>`` ("CLS") vector.
 * :func:`seq_contrastive_loss` -- the SEQ objective, in the reference 2N x 2N NT-Xent form (same-script sentences are
   negatives too) or the paper-formula cross-script form, with dot or cosine similarity and a temperature.
+* :func:`anchor_loss` -- the anchored alignment term: the trained model's sentence vectors pulled to a frozen copy
+  of the start model's vectors of the original-script sentence (mean-squared error as in multilingual knowledge
+  distillation, Reimers & Gurevych 2020, cosine distance, or InfoNCE against the teacher's vectors of the batch).
 * :func:`all_gather_with_grad` / :func:`all_gather_reference` -- collecting sentence vectors from every worker,
   either with an exact gradient (the default) or with the reference code's gradient (each worker back-propagates
   only through its own vectors, so after averaging the SEQ gradient is ``1/W`` of the single-process one).
@@ -32,6 +35,7 @@ logger = logging.getLogger(__name__)
 SEQ_REFERENCE_SCALE = 0.5
 
 PoolingMode = Literal["mean", "cls"]
+AnchorLoss = Literal["mse", "cosine", "infonce"]
 Similarity = Literal["dot", "cosine"]
 Negatives = Literal["all", "cross"]
 MaskSampling = Literal["bernoulli", "exact_count"]
@@ -190,6 +194,72 @@ def seq_contrastive_loss(
     else:
         raise ValueError(f"unknown negatives {negatives!r} (expected 'all' or 'cross')")
     return row_losses / (2 * n) * SEQ_REFERENCE_SCALE
+
+
+def anchor_loss(
+    student: Tensor,
+    teacher: Tensor,
+    *,
+    loss: AnchorLoss = "mse",
+    temperature: float = 0.05,
+    rows: slice | None = None,
+    total: int | None = None,
+) -> Tensor:
+    """Pull the trained model's sentence vectors towards fixed teacher vectors, in float32.
+
+    Row ``i`` of ``student`` belongs with row ``rows.start + i`` of ``teacher`` (its own pair).
+
+    * ``"mse"``: squared error averaged over the C dimensions (``nn.MSELoss`` per row, as in Reimers & Gurevych 2020).
+    * ``"cosine"``: ``1 - cos(student_i, teacher_i)``.
+    * ``"infonce"``: cross-entropy of ``cos(student_i, teacher_j) / temperature`` over all teacher rows ``j``, target
+      ``j = i``: the student's vector must be nearer its own teacher vector than the other pairs' (the teacher's
+      vectors, gathered from every worker, are the negatives; they carry no gradient).
+
+    Args:
+        student: ``(n, C)`` vectors of this worker's pairs (differentiable).
+        teacher: ``(N, C)`` target vectors of every pair (detached; the gathered global batch in multi-worker runs).
+        loss: one of the three forms above.
+        temperature: InfoNCE temperature (embedding models use 0.01-0.05).
+        rows: where this worker's pairs sit in ``teacher`` (default: all of it, ``n == N``).
+        total: the normaliser (default ``N``): per-pair losses are summed and divided by it, so the values of all
+            workers over disjoint ``rows`` add up to the global mean.
+    Returns:
+        scalar float32 tensor.
+    """
+    if student.dim() != 2 or teacher.dim() != 2 or student.shape[1] != teacher.shape[1]:
+        raise ValueError(f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)} must be n x C and N x C")
+    rows = rows if rows is not None else slice(0, teacher.shape[0])
+    idx = torch.arange(teacher.shape[0], device=teacher.device)[rows]  # (n,)
+    if idx.numel() != student.shape[0]:
+        raise ValueError(f"{student.shape[0]} student rows but rows {rows} selects {idx.numel()} teacher rows")
+    student, teacher = student.float(), teacher.detach().float()
+    total = teacher.shape[0] if total is None else total
+    if loss == "mse":
+        per_pair = (student - teacher[idx]).pow(2).mean(dim=-1)
+    elif loss == "cosine":
+        per_pair = 1.0 - F.cosine_similarity(student, teacher[idx], dim=-1)
+    elif loss == "infonce":
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        scores = F.normalize(student, dim=-1) @ F.normalize(teacher, dim=-1).t() / temperature  # (n, N)
+        per_pair = F.cross_entropy(scores, idx, reduction="none")
+    else:
+        raise ValueError(f"unknown anchor loss {loss!r} (expected 'mse', 'cosine' or 'infonce')")
+    return per_pair.sum() / max(total, 1)
+
+
+def all_gather_no_grad(x: Tensor, group=None) -> tuple[Tensor, slice]:
+    """Concatenate ``x`` from every worker without gradient (fixed targets such as teacher vectors).
+
+    Returns ``(gathered, local)`` like :func:`all_gather_with_grad`.
+    """
+    sizes = _gather_sizes(x.shape[0], x.device, group)
+    rank = dist.get_rank(group=group)
+    padded = _pad_rows(x.detach(), max(sizes)).contiguous()
+    out = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(out, padded, group=group)
+    start = sum(sizes[:rank])
+    return torch.cat([o[:n] for o, n in zip(out, sizes)], dim=0), slice(start, start + sizes[rank])
 
 
 @torch.no_grad()

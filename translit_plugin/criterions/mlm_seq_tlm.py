@@ -14,12 +14,24 @@ skips that term's forward pass, which gives the paper's ablations: MLM (``--seq-
   back-propagates the global SEQ loss through its own vectors only, i.e. ``1/W`` of the exact SEQ gradient, and MLM
   terms are per-worker means averaged); ``local`` uses only the worker's own pairs as negatives.
 
-Logged (natural-log units): ``loss``, ``loss_mlm_orig``, ``loss_mlm_latn``, ``loss_seq``, ``loss_tlm`` and
-``seq_acc`` (share of pairs whose original retrieves its own Latin side in the batch, gathered batch when gathering).
+* ANCHOR (``--anchor-weight``, off by default; not in the paper): a frozen copy of the start model (the teacher,
+  ``--anchor-teacher``, default the ``--finetune-from-model`` checkpoint) embeds each *clean* original sentence; the
+  trained model's vectors of the Latin side (and, with ``--anchor-sides both``, of the original side) are pulled to
+  it (:func:`translit_plugin.losses.anchor_loss`: MSE, cosine or InfoNCE against the batch's teacher vectors).  A
+  model that already aligns languages (an embedding model such as multilingual-e5) keeps that alignment while
+  romanised input is brought into it; SEQ alone only asks the two scripts to agree with each other, wherever they
+  go.  The teacher is kept outside the module tree: not trained, not in checkpoints, not wrapped by DDP; it runs in
+  eval mode without gradients, in the trained model's dtype, on its device.
+
+Logged (natural-log units): ``loss``, ``loss_mlm_orig``, ``loss_mlm_latn``, ``loss_seq``, ``loss_tlm``, ``loss_anchor``,
+``seq_acc`` (share of pairs whose original retrieves its own Latin side in the batch, gathered batch when gathering)
+and ``anchor_acc`` (share of Latin sentences whose vector retrieves their own teacher vector among the batch's).
 """
 
 import logging
+import os
 from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 import torch.distributed as dist
@@ -30,8 +42,10 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from torch import Tensor
 
 from translit_plugin.losses import (
+    all_gather_no_grad,
     all_gather_reference,
     all_gather_with_grad,
+    anchor_loss,
     content_mask,
     pool_hidden,
     retrieval_correct,
@@ -45,6 +59,10 @@ SIMILARITY_CHOICES = ChoiceEnum(["dot", "cosine"])
 NEGATIVES_CHOICES = ChoiceEnum(["all", "cross"])
 GATHER_CHOICES = ChoiceEnum(["exact", "reference", "local"])
 ENCODER_BATCHING_CHOICES = ChoiceEnum(["stacked", "separate"])
+ANCHOR_POOLING_CHOICES = ChoiceEnum(["mean_with_special", "mean_no_special", "cls"])
+ANCHOR_LOSS_CHOICES = ChoiceEnum(["infonce", "mse", "cosine"])
+ANCHOR_SIDES_CHOICES = ChoiceEnum(["both", "latn"])
+ANCHOR_INPUT_CHOICES = ChoiceEnum(["clean", "masked"])
 MLM_TERMS = ("orig", "latn", "tlm")
 
 
@@ -86,6 +104,51 @@ class MlmSeqTlmConfig(FairseqDataclass):
             "(same result; see benchmarks for which is faster on your hardware)"
         },
     )
+    anchor_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "weight of the anchored alignment term (0 = off, the paper's recipe): sentence vectors pulled to "
+            "a frozen start model's vector of the original sentence"
+        },
+    )
+    # fairseq reads these annotations at run time and understands Optional[...], not "X | None"
+    anchor_teacher: Optional[str] = field(  # noqa: UP045
+        default=None,
+        metadata={"help": "teacher checkpoint (default: the --finetune-from-model checkpoint, i.e. the start model)"},
+    )
+    anchor_layer: int = field(
+        default=8, metadata={"help": "layer whose output gives the anchored vectors (0 = embeddings)"}
+    )
+    anchor_pooling: ANCHOR_POOLING_CHOICES = field(
+        default="mean_with_special",
+        metadata={
+            "help": "'mean_with_special': mean over every non-padding token, <s> and </s> included (the retrieval "
+            "evaluation's pooling); 'mean_no_special': without <s>/</s> (SEQ's 'mean'); 'cls': the <s> vector"
+        },
+    )
+    anchor_loss: ANCHOR_LOSS_CHOICES = field(
+        default="infonce",
+        metadata={
+            "help": "'infonce': cosine / --anchor-temperature, the batch's other teacher vectors as negatives; 'mse': "
+            "squared error per dimension (multilingual distillation); 'cosine': 1 - cosine"
+        },
+    )
+    anchor_temperature: float = field(default=0.05, metadata={"help": "temperature of the InfoNCE anchor"})
+    anchor_sides: ANCHOR_SIDES_CHOICES = field(
+        default="both",
+        metadata={"help": "'both': Latin and original sides pulled to the teacher's vector; 'latn': only Latin"},
+    )
+    anchor_input: ANCHOR_INPUT_CHOICES = field(
+        default="clean",
+        metadata={
+            "help": "'clean': the trained model sees the unmasked sentences (extra encoder passes up to "
+            "--anchor-layer); 'masked': reuse the MLM passes' masked inputs (cheaper, noisier)"
+        },
+    )
+    anchor_teacher_cache: bool = field(
+        default=False,
+        metadata={"help": "keep each sentence's teacher vector in memory after its first use (fixed corpus)"},
+    )
 
 
 @register_criterion("mlm_seq_tlm", dataclass=MlmSeqTlmConfig)
@@ -106,9 +169,19 @@ class MlmSeqTlmCriterion(FairseqCriterion):
         seq_negatives: str = "all",
         seq_gather: str = "exact",
         encoder_batching: str = "separate",
+        anchor_weight: float = 0.0,
+        anchor_teacher: str | None = None,
+        anchor_layer: int = 8,
+        anchor_pooling: str = "mean_with_special",
+        anchor_loss: str = "infonce",
+        anchor_temperature: float = 0.05,
+        anchor_sides: str = "both",
+        anchor_input: str = "clean",
+        anchor_teacher_cache: bool = False,
     ) -> None:
         super().__init__(task)
-        self.weights = {"orig": mlm_orig_weight, "latn": mlm_latn_weight, "seq": seq_weight, "tlm": tlm_weight}
+        self.weights = {"orig": mlm_orig_weight, "latn": mlm_latn_weight, "seq": seq_weight, "tlm": tlm_weight,
+                        "anchor": anchor_weight}  # fmt: skip
         if any(w < 0 for w in self.weights.values()):
             raise ValueError(f"loss weights must be >= 0, got {self.weights}")
         if not any(self.weights.values()):
@@ -124,6 +197,27 @@ class MlmSeqTlmCriterion(FairseqCriterion):
         self.encoder_batching = str(encoder_batching)
         d = task.source_dictionary
         self.special_ids = (d.bos(), d.eos(), d.pad())
+        self._warned_small_batch = False
+        self.anchor_layer = anchor_layer
+        self.anchor_pooling = str(anchor_pooling)
+        self.anchor_loss = str(anchor_loss)
+        self.anchor_temperature = anchor_temperature
+        self.anchor_sides = ("latn", "orig") if str(anchor_sides) == "both" else ("latn",)
+        self.anchor_input = str(anchor_input)
+        self.anchor_cache: dict[bytes, Tensor] | None = {} if anchor_teacher_cache else None
+        # a plain list keeps the teacher out of the module tree: not trained, not checkpointed, not moved or cast by
+        # fairseq, not wrapped by DDP
+        self._teacher: list = []
+        if anchor_weight > 0:
+            if anchor_temperature <= 0:
+                raise ValueError(f"--anchor-temperature must be > 0, got {anchor_temperature}")
+            path = anchor_teacher or _start_checkpoint(task)
+            if not path:
+                raise ValueError(
+                    "--anchor-weight > 0 needs a teacher: pass --anchor-teacher MODEL_DIR/model.pt (the start model) "
+                    "or start with --finetune-from-model"
+                )
+            self._teacher.append(load_teacher(path, task))
 
     # -------------------------------------------------------------------------------------------------- helpers
     @staticmethod
@@ -136,11 +230,12 @@ class MlmSeqTlmCriterion(FairseqCriterion):
         group = dist_utils.get_data_parallel_group()
         return group, dist_utils.get_world_size(group)
 
-    def _encode(self, model, streams: list[dict], mlm: list[bool], need_hidden: bool):
+    def _encode(self, model, streams: list[dict], mlm: list[bool], need_hidden: bool, max_layer: int | None = None):
         """Run the encoder on ``streams`` (one pass each, or one stacked pass) -> per stream (logits, inner_states).
 
         ``logits`` is ``M x V`` over that stream's selected positions (None where ``mlm`` is False) and
-        ``inner_states`` the list of ``T x B x C`` states (None unless ``need_hidden``).
+        ``inner_states`` the list of ``T x B x C`` states (None unless ``need_hidden``); a stream without MLM stops at
+        ``max_layer`` when given (separate passes only).
         """
         if self.encoder_batching == "stacked" and len(streams) > 1 and not any("positions" in s for s in streams):
             width = max(s["src_tokens"].shape[1] for s in streams)
@@ -170,6 +265,8 @@ class MlmSeqTlmCriterion(FairseqCriterion):
         out = []
         for s, m in zip(streams, mlm):
             kwargs = {"positions": s["positions"]} if "positions" in s else {}
+            if not m and max_layer is not None:
+                kwargs["max_layer"] = max_layer  # only hidden states up to that layer are needed
             selected = s["target"].ne(self.padding_idx)
             logits, extra = model(s["src_tokens"], features_only=not m, return_all_hiddens=need_hidden,
                                   masked_tokens=selected if m else None, **kwargs)
@@ -194,6 +291,90 @@ class MlmSeqTlmCriterion(FairseqCriterion):
         hidden = inner_states[self.seq_layer].transpose(0, 1)  # T x B x C -> B x T x C
         return pool_hidden(hidden, content_mask(tokens, self.special_ids), self.seq_pooling)  # B x C, float32
 
+    def _warn_small_batch(self, n: int) -> None:
+        if not self._warned_small_batch:
+            logger.warning(
+                "SEQ skipped on a batch of %d pair(s): a contrastive loss needs at least 2 pairs to contrast (loss 0, "
+                "accuracy 1 otherwise); use --batch-size >= 2 (the paper: 16 per GPU)", n
+            )  # fmt: skip
+            self._warned_small_batch = True
+
+    def _anchor_pool(self, inner_states: list[Tensor], tokens: Tensor) -> Tensor:
+        """``anchor_layer`` output of ``tokens`` (B x T) pooled to B x C float32 as ``--anchor-pooling`` says."""
+        if not 0 <= self.anchor_layer < len(inner_states):
+            raise ValueError(
+                f"--anchor-layer {self.anchor_layer} but the model has {len(inner_states) - 1} layers (valid: 0.."
+                f"{len(inner_states) - 1})"
+            )
+        hidden = inner_states[self.anchor_layer].transpose(0, 1)  # T x B x C -> B x T x C
+        if self.anchor_pooling == "cls":
+            return pool_hidden(hidden, tokens.ne(self.padding_idx), "cls")
+        mask = tokens.ne(self.padding_idx) if self.anchor_pooling == "mean_with_special" else content_mask(
+            tokens, self.special_ids
+        )
+        return pool_hidden(hidden, mask, "mean")
+
+    @staticmethod
+    def _clean(stream: dict, pad: int) -> Tensor:
+        """The unmasked ids of a stream: ``target`` holds the original id wherever a token was selected."""
+        target = stream["target"]
+        return torch.where(target.ne(pad), target, stream["src_tokens"])
+
+    @torch.no_grad()
+    def _teacher_vectors(self, tokens: Tensor, model) -> Tensor:
+        teacher = self._teacher[0]
+        param = next(model.parameters())
+        if next(teacher.parameters()).device != param.device or next(teacher.parameters()).dtype != param.dtype:
+            teacher.to(device=param.device, dtype=param.dtype)
+            teacher.eval()
+        keys = None
+        if self.anchor_cache is not None:
+            keys = [row[row.ne(self.padding_idx)].cpu().numpy().tobytes() for row in tokens]
+            if all(k in self.anchor_cache for k in keys):
+                return torch.stack([self.anchor_cache[k] for k in keys]).to(tokens.device)
+        _, extra = teacher(tokens, features_only=True, return_all_hiddens=True, max_layer=self.anchor_layer)
+        vecs = self._anchor_pool(extra["inner_states"], tokens)
+        if keys is not None:
+            for k, v in zip(keys, vecs):
+                self.anchor_cache[k] = v.detach().cpu() if v.device.type != "cpu" else v.detach().clone()
+        return vecs
+
+    def _anchor(self, model, sample: dict, outputs: dict, group, world: int, n_global: int) -> tuple[Tensor, dict]:
+        """The anchor term (this worker's share of it in exact gathering) and its logging entries."""
+        pad = self.padding_idx
+        teacher_vec = self._teacher_vectors(self._clean(sample["orig"], pad), model)  # N x C
+        exact = world > 1 and self.seq_gather == "exact"
+        rows, total = None, teacher_vec.shape[0]
+        teacher_all = teacher_vec
+        if exact:
+            teacher_all, rows = all_gather_no_grad(teacher_vec, group)
+            total = n_global
+        if self.anchor_input == "clean":
+            streams = [{"src_tokens": self._clean(sample[side], pad), "target": sample[side]["target"]}
+                       for side in self.anchor_sides]  # fmt: skip
+            encoded = self._encode(model, streams, [False] * len(streams), need_hidden=True,
+                                   max_layer=self.anchor_layer)  # fmt: skip
+            states = {side: (enc[1], st["src_tokens"]) for side, enc, st in zip(self.anchor_sides, encoded, streams)}
+        else:
+            states = {side: (outputs[side][1], sample[side]["src_tokens"]) for side in self.anchor_sides}
+        term = 0.0
+        student = {}
+        for side in self.anchor_sides:
+            student[side] = self._anchor_pool(*states[side])
+            term = term + anchor_loss(student[side], teacher_all, loss=self.anchor_loss,
+                                      temperature=self.anchor_temperature, rows=rows, total=total)  # fmt: skip
+        term = term / len(self.anchor_sides)
+        with torch.no_grad():
+            latn = F.normalize(student["latn"].float(), dim=-1)
+            own = torch.arange(teacher_all.shape[0], device=latn.device)[rows if rows is not None else slice(None)]
+            hits = (latn @ F.normalize(teacher_all.float(), dim=-1).t()).argmax(dim=-1).eq(own).sum()
+        logging = {
+            "anchor_sum": term.detach() * total,  # sum of per-pair losses of this worker's pairs
+            "anchor_count": student["latn"].shape[0],
+            "anchor_correct": hits,
+        }
+        return term, logging
+
     # ---------------------------------------------------------------------------------------------------- forward
     def forward(self, model, sample: dict, reduce: bool = True):
         """Compute the weighted loss of one batch -> ``(loss, sample_size, logging_output)``.
@@ -204,6 +385,8 @@ class MlmSeqTlmCriterion(FairseqCriterion):
         """
         w = self.weights
         use_seq = w["seq"] > 0
+        use_anchor = w["anchor"] > 0
+        reuse_masked = use_anchor and self.anchor_input == "masked"
         group, world = self._data_parallel()
         exact = world > 1 and self.seq_gather == "exact"
         n_local = int(sample["nsentences"])
@@ -211,12 +394,15 @@ class MlmSeqTlmCriterion(FairseqCriterion):
         # ---- encoder passes: the original and Latin streams (MLM and/or SEQ), then TLM
         pair_streams, pair_mlm = [], []
         for name in ("orig", "latn"):
-            if w[name] > 0 or use_seq:
+            if w[name] > 0 or use_seq or (reuse_masked and name in self.anchor_sides):
                 pair_streams.append(name)
                 pair_mlm.append(w[name] > 0)
         outputs: dict[str, tuple] = {}
         if pair_streams:
-            encoded = self._encode(model, [sample[s] for s in pair_streams], pair_mlm, need_hidden=use_seq)
+            layers = ([self.seq_layer] if use_seq else []) + ([self.anchor_layer] if reuse_masked else [])
+            deepest = max(layers) if layers else None
+            encoded = self._encode(model, [sample[s] for s in pair_streams], pair_mlm,
+                                   need_hidden=use_seq or reuse_masked, max_layer=deepest)  # fmt: skip
             outputs.update(zip(pair_streams, encoded))
         if w["tlm"] > 0:
             outputs["tlm"] = self._encode(model, [sample["tlm"]], [True], need_hidden=False)[0]
@@ -251,6 +437,10 @@ class MlmSeqTlmCriterion(FairseqCriterion):
             elif world > 1 and self.seq_gather == "reference":
                 both, rows = all_gather_reference(both, group)
             o_all, l_all = both.split(o_vec.shape[1], dim=1)
+            if o_all.shape[0] < 2:
+                self._warn_small_batch(o_all.shape[0])
+                use_seq = False
+        if use_seq:
             # exact: this worker's rows of the global loss (the rows of all workers add up to it);
             # reference / local: the whole (gathered / local) loss on every worker, as the reference code does.
             terms["seq"] = seq_contrastive_loss(
@@ -267,6 +457,11 @@ class MlmSeqTlmCriterion(FairseqCriterion):
                 "seq_count": n_local,
             }
 
+        # ---- ANCHOR: the trained model's vectors pulled to the frozen start model's vector of the clean original
+        anchor_logging = {}
+        if use_anchor:
+            terms["anchor"], anchor_logging = self._anchor(model, sample, outputs, group, world, n_global)
+
         loss = sum(w[n] * t for n, t in terms.items())
         sample_size = n_local / max(n_global, 1) if exact else 1.0
 
@@ -276,6 +471,7 @@ class MlmSeqTlmCriterion(FairseqCriterion):
             "ntokens": sample["ntokens"],
             "nsentences": n_local,
             **seq_logging,
+            **anchor_logging,
         }
         for name in sums:
             logging_output[f"mlm_{name}_sum"] = sums[name].detach()
@@ -301,7 +497,50 @@ class MlmSeqTlmCriterion(FairseqCriterion):
             metrics.log_scalar("loss_seq", total("seq_loss") / max(weight, 1e-8), weight, round=4)
             count = total("seq_count")
             metrics.log_scalar("seq_acc", total("seq_correct") / max(count, 1.0), count, round=4)
+        if any("anchor_sum" in log for log in logging_outputs):
+            count = total("anchor_count")
+            metrics.log_scalar("loss_anchor", total("anchor_sum") / max(count, 1.0), count, round=4)
+            metrics.log_scalar("anchor_acc", total("anchor_correct") / max(count, 1.0), count, round=4)
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:
         return True
+
+
+def _start_checkpoint(task) -> str | None:
+    """The start model the run was launched from (``--finetune-from-model``, else an explicit ``--restore-file``)."""
+    cfg = getattr(task, "cfg", None)
+    for key in ("finetune_from_model", "restore_file"):
+        try:
+            value = getattr(cfg, key, None)
+        except Exception:  # an interpolation that cannot be resolved outside fairseq-train
+            value = None
+        if isinstance(value, str) and value and not value.startswith("${") and os.path.isfile(value):
+            if key == "restore_file" and os.path.basename(value) == "checkpoint_last.pt":
+                continue  # fairseq's default: the run's own checkpoint, not the start model
+            return value
+    return None
+
+
+def load_teacher(path: str, task):
+    """The frozen teacher: the model in checkpoint ``path``, in eval mode, without gradients (CPU until first use)."""
+    from fairseq import checkpoint_utils
+
+    from translit_plugin.models.translit_roberta import TranslitRobertaModel
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--anchor-teacher {path}: no such checkpoint (pass the start model's model.pt)")
+    state = checkpoint_utils.load_checkpoint_to_cpu(path)
+    rows = state["model"]["encoder.sentence_encoder.embed_tokens.weight"].shape[0]
+    if rows != len(task.source_dictionary):
+        raise ValueError(
+            f"--anchor-teacher {path}: {rows} embedding rows but the data's dictionary has "
+            f"{len(task.source_dictionary)} entries; the teacher must be the start model (same vocabulary)"
+        )
+    teacher = TranslitRobertaModel.build_model(state["cfg"].model, task)
+    teacher.load_state_dict(state["model"], strict=True, model_cfg=state["cfg"].model)
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    logger.info("anchor teacher: %s (%d layers, frozen)", path, len(teacher.encoder.sentence_encoder.layers))
+    return teacher

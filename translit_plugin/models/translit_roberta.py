@@ -77,8 +77,14 @@ class TranslitRobertaEncoder(RobertaEncoder):
         src_tokens: Tensor,
         return_all_hiddens: bool = False,
         positions: Tensor | None = None,
+        max_layer: int | None = None,
         **unused,
     ):
+        """B x T ids -> (B x T x C features, {"inner_states": [T x B x C, ...]}).
+
+        ``max_layer``: stop after that layer (a sentence vector from layer 8 of 12 needs only 8; the features are then
+        that layer's output and the final encoder LayerNorm, which XLM-R does not have, is not applied).
+        """
         enc = self.sentence_encoder
         padding_mask = src_tokens.eq(self.dictionary.pad())  # B x T
         has_pads = bool(padding_mask.any())
@@ -87,13 +93,14 @@ class TranslitRobertaEncoder(RobertaEncoder):
             x = enc.quant_noise(x)
         x = x.transpose(0, 1)  # B x T x C -> T x B x C
         inner_states = [x] if return_all_hiddens else None
-        for layer in enc.layers:
+        layers = enc.layers if max_layer is None else enc.layers[:max_layer]
+        for layer in layers:
             x = layer(x, encoder_padding_mask=padding_mask if has_pads else None)
             if isinstance(x, tuple):  # layers built with return_fc give (x, fc_result)
                 x = x[0]
             if return_all_hiddens:
                 inner_states.append(x)
-        if enc.layer_norm is not None:
+        if enc.layer_norm is not None and len(layers) == len(enc.layers):
             x = enc.layer_norm(x)
             if return_all_hiddens:
                 inner_states[-1] = x
@@ -107,9 +114,14 @@ class TranslitRobertaEncoder(RobertaEncoder):
         return_all_hiddens: bool = False,
         masked_tokens: Tensor | None = None,
         positions: Tensor | None = None,
+        max_layer: int | None = None,
         **unused,
     ):
-        x, extra = self.extract_features(src_tokens, return_all_hiddens=return_all_hiddens, positions=positions)
+        if max_layer is not None and not features_only:
+            raise ValueError("max_layer stops the encoder early: only with features_only=True")
+        x, extra = self.extract_features(
+            src_tokens, return_all_hiddens=return_all_hiddens, positions=positions, max_layer=max_layer
+        )
         if not features_only:
             x = self.output_layer(x, masked_tokens=masked_tokens)
         return x, extra

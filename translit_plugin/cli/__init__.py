@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("translit_plugin.cli.evaluate", "retrieval / classification / tagging evaluation"),
     "select-checkpoint": ("translit_plugin.cli.select_checkpoint", "pick the best checkpoint by Tatoeba top-10"),
     "report": ("translit_plugin.cli.report", "aggregate evaluation results into paper-style tables"),
+    "transliterate": ("translit_plugin.cli.transliterate", "raw text -> uroman Latin text, line for line"),
+    "encode": ("translit_plugin.cli.encode", "original + Latin text -> piece files for fairseq-preprocess"),
     "trim-vocab": ("translit_plugin.cli.trim_vocab", "model directory -> one with only the pieces a corpus uses"),
     "untrim": ("translit_plugin.cli.untrim", "model trained on a trimmed vocabulary -> the full start vocabulary"),
 }

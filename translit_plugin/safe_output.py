@@ -65,15 +65,15 @@ def check_not_input(output: str | os.PathLike, inputs: Iterable[str | os.PathLik
             continue
         inp = _resolve(given)
         if out == inp:
-            raise UnsafeOutputError(f"{what} {output} is the input {given}; choose another {what} path")
+            raise UnsafeOutputError(f"{what} {output} is the input {given}; choose another path")
         if _within(inp, out):
             raise UnsafeOutputError(
                 f"{what} {output} contains the input {given}; writing it could replace or delete the input. "
-                f"Choose a {what} path outside {given}"
+                f"Choose a path that does not contain {given}"
             )
         if not allow_inside and inp.is_dir() and _within(out, inp):
             raise UnsafeOutputError(
-                f"{what} {output} is inside the input directory {given}; choose a {what} path outside it"
+                f"{what} {output} is inside the input directory {given}; choose a path outside it"
             )
 
 

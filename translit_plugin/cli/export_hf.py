@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
         frames = {f.name for f in traceback.extract_tb(e.__traceback__)}
         if frames & {"load_fairseq_checkpoint", "load_checkpoint_to_cpu"}:
-            raise ValueError(f"cannot read checkpoint {checkpoint} ({type(e).__name__}: {e}); is it truncated or "
+            why = str(e).split(". ")[0]  # torch adds paragraphs of advice after the first sentence
+            raise ValueError(f"cannot read checkpoint {checkpoint} ({type(e).__name__}: {why}); is it truncated or "
                              "not a fairseq checkpoint?") from e
         raise
     print(f"wrote {out}")

@@ -142,7 +142,7 @@ def select_checkpoint(
                 per_lang = score_hub(hub, opts.data_dir, targets, opts)
                 del hub
             except Exception as e:  # noqa: BLE001 - one broken checkpoint must not stop the selection
-                failed[ckpt.name] = " ".join(f"{type(e).__name__}: {e}".split())
+                failed[ckpt.name] = " ".join(f"{type(e).__name__}: {e}".split()).split(". ")[0]  # torch's advice
                 logger.error("%s: could not be scored, skipped (%s)", ckpt, failed[ckpt.name])
                 logger.debug("traceback of %s", ckpt, exc_info=True)
                 continue

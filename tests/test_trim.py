@@ -43,8 +43,7 @@ def _corpus_lines(prepared: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def prepared(tiny_model_dir, tmp_path_factory) -> Path:
     """``translit-ppa prepare`` output (work/ + data-bin) of two demo languages for the full tiny model."""
-    from translit_plugin.prepare.pipeline import PrepareConfig, run_prepare
-    from translit_plugin.prepare.sample import SampleConfig
+    from translit_plugin.prepare.pipeline import run_prepare
 
     base = tmp_path_factory.mktemp("trim_prep")
     inp = base / "input"
@@ -52,10 +51,18 @@ def prepared(tiny_model_dir, tmp_path_factory) -> Path:
     for lang in LANGS:
         lines = (DEMO_TRAIN / f"{lang}.txt").read_text(encoding="utf-8").splitlines()[:N_LINES]
         (inp / f"{lang}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    run_prepare(PrepareConfig(input=inp, model_dir=tiny_model_dir, output=base / "out", progress=False,
-                              sample=SampleConfig(min_sentences=10**6, valid_size=10, chunk_size=50),
-                              verify_samples=20, verify_translit=2))
+    run_prepare(_prepare_config(inp, tiny_model_dir, base / "out"))
     return base / "out"
+
+
+def _prepare_config(inp: Path, model_dir: Path, out: Path):
+    from translit_plugin.prepare.pipeline import PrepareConfig
+    from translit_plugin.prepare.sample import SampleConfig
+
+    # max_tokens 60: <s> A </s> B </s> (TLM) fits the tiny model's 128 positions
+    return PrepareConfig(input=inp, model_dir=model_dir, output=out, progress=False, max_tokens=60,
+                         sample=SampleConfig(min_sentences=10**6, valid_size=10, chunk_size=50),
+                         verify_samples=20, verify_translit=2)
 
 
 @pytest.fixture(scope="module")
@@ -144,22 +151,27 @@ def test_text_outside_the_corpus_uses_the_remaining_pieces(trimmed):
     assert (ids < len(small.dictionary)).all()
 
 
-def test_prepare_task_and_training_step_work_on_the_trimmed_model(prepared, trimmed, record, tmp_path):
-    """``prepare --model-dir TRIMMED`` on the same output re-binarizes only; ids = the full data-bin's, renumbered."""
+@pytest.fixture(scope="module")
+def prepared_trimmed(prepared, trimmed, tmp_path_factory) -> Path:
+    """``prepare --model-dir TRIMMED`` rerun on (a copy of) the full model's prepare output: re-binarizes only."""
+    from translit_plugin.prepare.pipeline import run_prepare
+
+    out = tmp_path_factory.mktemp("trim_prep2") / "out"
+    shutil.copytree(prepared, out)
+    run_prepare(_prepare_config(prepared.parent / "input", trimmed, out))
+    return out
+
+
+def test_prepare_task_and_training_step_work_on_the_trimmed_model(prepared, trimmed, prepared_trimmed, record):
+    """The re-binarized data-bin holds the full data-bin's ids, renumbered; the task and criterion take it."""
     from fairseq.data.indexed_dataset import MMapIndexedDataset
     from omegaconf import OmegaConf
 
     from translit_plugin.criterions.mlm_seq_tlm import MlmSeqTlmCriterion
     from translit_plugin.hub import from_pretrained
-    from translit_plugin.prepare.pipeline import PrepareConfig, run_prepare
-    from translit_plugin.prepare.sample import SampleConfig
     from translit_plugin.tasks.translit_align import TranslitAlignConfig, TranslitAlignTask
 
-    out = tmp_path / "prep"
-    shutil.copytree(prepared, out)
-    run_prepare(PrepareConfig(input=prepared.parent / "input", model_dir=trimmed, output=out, progress=False,
-                              sample=SampleConfig(min_sentences=10**6, valid_size=10, chunk_size=50),
-                              verify_samples=20, verify_translit=2))
+    out = prepared_trimmed
     kept = np.asarray(record["kept_ids"])
     for side in ("orig", "latn"):
         for split in ("train", "valid"):
@@ -169,7 +181,7 @@ def test_prepare_task_and_training_step_work_on_the_trimmed_model(prepared, trim
             for i in range(len(a)):
                 assert kept[b[i].numpy()].tolist() == a[i].tolist()
 
-    cfg = OmegaConf.structured(TranslitAlignConfig(data=str(out / "data-bin"), seed=1,
+    cfg = OmegaConf.structured(TranslitAlignConfig(data=str(out / "data-bin"), seed=1, tokens_per_sample=128,
                                                    finetune_from_model=str(trimmed / "model.pt")))
     task = TranslitAlignTask.setup_task(cfg)
     task.check_start_checkpoint()
@@ -177,8 +189,7 @@ def test_prepare_task_and_training_step_work_on_the_trimmed_model(prepared, trim
     hub = from_pretrained(str(trimmed))
     model = hub.model.train()
     ds = task.datasets["train"]
-    short = [i for i in range(len(ds)) if ds.sizes[i] < 120][:8]  # the TLM stream must fit the tiny model's 128
-    batch = ds.collater([ds[i] for i in short])
+    batch = ds.collater([ds[i] for i in range(8)])
     loss, _, log = MlmSeqTlmCriterion(task, seq_layer=2)(model, batch)
     loss.backward()
     assert torch.isfinite(loss) and model.encoder.sentence_encoder.embed_tokens.weight.grad.shape[0] == len(kept)
@@ -255,6 +266,40 @@ def test_untrim_round_trip(tiny_model_dir, trimmed, trained_run, record, prepare
     # and export-hf takes it (HF parity checked inside), with the original tokenizer
     hf = export_fairseq_to_hf(out / "model.pt", tmp_path / "hf")
     assert json.loads((hf / "config.json").read_text())["vocab_size"] == record["full"]["rows"]
+
+
+def test_fairseq_train_on_the_trimmed_model_then_untrim_and_export(tiny_model_dir, trimmed, prepared_trimmed,
+                                                                    record, tmp_path):
+    """The user's path: fairseq-train from the trimmed model on its data-bin, untrim checkpoint_best.pt (trim.json
+    found through the run's --finetune-from-model), export-hf with the original tokenizer."""
+    import os
+    import subprocess
+    import sys
+
+    from translit_plugin.convert import export_fairseq_to_hf
+
+    save = tmp_path / "checkpoints"
+    cmd = [str(Path(sys.executable).parent / "fairseq-train"), str(prepared_trimmed / "data-bin"),
+           "--user-dir", str(REPO / "translit_plugin"), "--task", "translit_align", "--criterion", "mlm_seq_tlm",
+           "--arch", "translit_roberta_tiny", "--finetune-from-model", str(trimmed / "model.pt"),
+           "--tokens-per-sample", "128", "--seq-layer", "1", "--optimizer", "adam", "--lr", "1e-3",
+           "--batch-size", "8", "--max-update", "3", "--save-dir", str(save), "--no-epoch-checkpoints",
+           "--save-interval-updates", "3", "--cpu", "--num-workers", "0", "--seed", "3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    out = untrim(save / "checkpoint_best.pt", tiny_model_dir, tmp_path / "full")
+    start = _state(tiny_model_dir / "model.pt")["model"]
+    trained = _state(save / "checkpoint_best.pt")["model"]
+    back = _state(out / "model.pt")["model"]
+    kept = torch.tensor(record["kept_ids"])
+    others = torch.ones(start[EMB_KEY].shape[0], dtype=torch.bool)
+    others[kept] = False
+    assert torch.equal(back[EMB_KEY][others], start[EMB_KEY][others])
+    assert torch.equal(back[EMB_KEY][kept], trained[EMB_KEY])
+    assert not torch.equal(trained[EMB_KEY], start[EMB_KEY][kept])  # training changed them
+    hf = export_fairseq_to_hf(out / "model.pt", tmp_path / "hf")
+    assert (hf / "sentencepiece.bpe.model").read_bytes() == (tiny_model_dir / "sentencepiece.bpe.model").read_bytes()
 
 
 def test_untrim_of_a_trimmed_model_dir_gives_back_the_start_model(tiny_model_dir, trimmed, tmp_path):

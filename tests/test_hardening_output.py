@@ -142,3 +142,16 @@ def test_build_start_model_refuses_unsafe_outputs(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         run_cli(capsys, "build-start-model", "--text", text / "a.txt", "--output", tmp_path / "y", "--layers", "0")
     assert info.value.code == 2
+
+
+def test_failed_parity_check_is_exit_3_and_writes_nothing(tiny_hf_dir, tmp_path, capsys, monkeypatch):
+    import translit_plugin.convert as conv
+
+    def failing(hf_dir, model_dir, *a, **k):
+        raise conv.ConversionError(f"parity check failed for {model_dir}: HF and fairseq differ")
+
+    monkeypatch.setattr(conv, "parity_check", failing)
+    out = tmp_path / "fs"
+    rc, err = run_cli(capsys, "convert", tiny_hf_dir, out, "--arch", "translit_roberta_tiny")
+    assert rc == 3 and f"parity check failed for {out}:" in err and ".tmp-" not in err
+    assert not out.exists() and not list(tmp_path.glob(".fs.*"))

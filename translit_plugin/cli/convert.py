@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
             check_parity=not args.no_parity_check, seed=args.seed,
         )  # fmt: skip
     except ConversionError as e:
-        e.exit_code = 3 if "parity check failed" in str(e) or "tokenization differs" in str(e) else 2
+        e.exit_code = 3 if "parity check" in str(e) or "differs from the HF tokenizer" in str(e) else 2  # a check
         raise
     print(f"wrote {out}")
     return 0

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
             args.checkpoint, args.output, spm_model=args.spm, force=args.force, check_parity=not args.no_parity_check
         )
     except ConversionError as e:
-        e.exit_code = 3 if "parity check failed" in str(e) or "tokenization differs" in str(e) else 2
+        e.exit_code = 3 if "parity check" in str(e) or "differs from the HF tokenizer" in str(e) else 2  # a check
         raise
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
         frames = {f.name for f in traceback.extract_tb(e.__traceback__)}

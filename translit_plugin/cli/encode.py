@@ -224,6 +224,11 @@ def encode_split(pairs: dict[str | None, tuple[Path, Path]], split: str, model_d
     if max_tokens < 3:
         raise SystemExit(f"--max-tokens {max_tokens}: must be >= 3 (<s>, one piece, </s>)")
     spm_model, dict_path = _model_files(model_dir)
+    targets = {side: out / f"{split}.{side}" for side in SIDES}
+    inputs = {Path(p).resolve() for pair in pairs.values() for p in pair}
+    for target in targets.values():
+        if target.resolve() in inputs:
+            raise SystemExit(f"--output {out}: {target} is one of the inputs; choose another output directory")
     model_key = stable_key({"spm": sha1_file(spm_model), "dict": sha1_file(dict_path)})
     work = out / ".work" / split
     jobs = [LangJob(lang=lang or "all", orig=str(o), latn=str(la), prefix=str(work / (lang or "all")),
@@ -242,7 +247,6 @@ def encode_split(pairs: dict[str | None, tuple[Path, Path]], split: str, model_d
     # assemble: piece files in language order, fingerprint from the ids, language ids
     out.mkdir(parents=True, exist_ok=True)
     hashers = {side: SideHasher() for side in SIDES}
-    targets = {side: out / f"{split}.{side}" for side in SIDES}
     tmps = {side: tmp_path(targets[side]) for side in SIDES}
     for side in SIDES:
         with open(tmps[side], "wb") as f:

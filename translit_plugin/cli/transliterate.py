@@ -253,6 +253,9 @@ def run(args: argparse.Namespace) -> int:
     single = args.input.is_file()
     outputs = {lang: (args.output if single else args.output / f"{lang}.txt") for lang in files}
     work = args.work_dir or (Path(str(args.output) + ".work") if single else args.output / ".work")
+    for lang, src in files.items():
+        if outputs[lang].resolve() == src.resolve():
+            raise SystemExit(f"--output {args.output}: would overwrite the input {src}; choose another directory")
     overrides = _parse_codes(args.uroman_code)
     lcodes: dict[str, str | None] = {}
     for lang in files:

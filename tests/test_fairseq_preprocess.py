@@ -216,6 +216,32 @@ def test_without_pairing_file_a_warning_and_with_counts_only_no_check(built, tmp
     make_task(d, pairing_check="counts").load_dataset("train")  # the opt-out reads no fingerprint
 
 
+def test_without_pairing_file_a_shift_by_one_is_caught_by_the_lengths(built, tmp_path):
+    """An older data-bin has no pairing.json: a side shifted by one line still shows in the length correlations."""
+    import torch
+    from fairseq.data import indexed_dataset
+
+    from translit_plugin.data.fingerprint import length_correlations
+    from translit_plugin.data.pread_dataset import PreadIndexedDataset
+
+    d = copy_data(built, tmp_path)
+    (d / "pairing.json").unlink()
+    task = make_task(d)
+    task.load_dataset("train")  # the true pairs pass
+    latn = PreadIndexedDataset(str(d / "latn" / "train"), warmup=False)
+    rows = [latn[i] for i in range(len(latn))]
+    del latn
+    builder = indexed_dataset.make_builder(str(d / "latn" / "train.bin"), impl="mmap", vocab_size=len(task.dictionary))
+    for ids in rows[1:] + rows[:1]:
+        builder.add_item(torch.IntTensor(ids.int()))
+    builder.finalize(str(d / "latn" / "train.idx"))
+    orig = PreadIndexedDataset(str(d / "orig" / "train"), warmup=False)
+    corr = length_correlations(orig.sizes, np.array([len(r) for r in rows]))
+    assert corr["aligned"] > 0.5 > corr["shifted"], corr  # the true pairs
+    with pytest.raises(PairingError, match=r"split 'train' looks shifted by one line: .* \(r=0\.\d\d\) far better"):
+        make_task(d).load_dataset("train")
+
+
 @pytest.mark.parametrize(("option", "value", "message"), [
     ("mask_prob", 1.5, r"--mask-prob 1\.5: must be a probability in \[0, 1\]"),
     ("leave_unmasked_prob", -0.1, r"--leave-unmasked-prob -0\.1: must be a probability"),

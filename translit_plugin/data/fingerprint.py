@@ -297,3 +297,31 @@ def check_split(data_bin: str | os.PathLike, split: str, prefixes: dict[str, Seq
         f"model); rebuild DATA/{side} from the {split}.{side} file `translit-ppa encode --split {split}` wrote "
         "(fairseq-preprocess --only-source --srcdict MODEL/dict.txt)"
     )
+
+
+# ---------------------------------------------------------------------------------- without a fingerprint
+def length_correlations(orig_sizes: np.ndarray, latn_sizes: np.ndarray) -> dict[str, float] | None:
+    """Pearson correlations of the log sentence lengths of the two sides: line i with line i (``aligned``), and
+    shifted by one line either way (``shifted``: the larger).  None when there are too few lines or no variance.
+
+    A sentence and its transliteration have strongly correlated lengths (0.62 on the demo corpus), neighbouring
+    sentences weakly (0.23); so a side shifted by one line shows up as ``shifted`` well above ``aligned``.
+    """
+    n = min(len(orig_sizes), len(latn_sizes))
+    if n < 50:
+        return None
+    o = np.log(np.asarray(orig_sizes[:n], dtype=np.float64))
+    la = np.log(np.asarray(latn_sizes[:n], dtype=np.float64))
+    if o.std() == 0 or la.std() == 0:
+        return None
+
+    def corr(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else 0.0
+
+    return {"aligned": corr(o, la), "shifted": max(corr(o[:-1], la[1:]), corr(o[1:], la[:-1]))}
+
+
+def looks_shifted(corr: dict[str, float] | None, margin: float = 0.2) -> bool:
+    """True when line i's length agrees clearly better with a neighbouring line of the other side than with line i."""
+    return corr is not None and corr["shifted"] > 0.3 and corr["shifted"] > corr["aligned"] + margin
+

@@ -22,7 +22,8 @@ Pairing: besides equal sentence counts and one dictionary for both sides, each s
 ``pairing.json`` (:mod:`translit_plugin.data.fingerprint`, written by ``translit-ppa prepare`` and
 ``translit-ppa encode``): the task recomputes it from the ``.bin``/``.idx`` files and refuses a side that holds other
 lines (another split, a shift by one line, another dictionary).  Without the file it warns that the pairing cannot be
-verified.  ``fairseq-preprocess`` output works the same way (README, "With fairseq-preprocess").
+verified, and still refuses a split whose sentence lengths correlate far better with the neighbouring line of the
+other side than with the same line (a shift by one; :func:`~translit_plugin.data.fingerprint.looks_shifted`).  ``fairseq-preprocess`` output works the same way (README, "With fairseq-preprocess").
 
 Errors the user has to fix raise :class:`~translit_plugin.data.errors.TranslitDataError` with a one-line message; under
 ``fairseq-train`` they are logged and the process exits with status 2 (no traceback; ``TRANSLIT_PPA_TRACEBACK=1``
@@ -343,6 +344,14 @@ class TranslitAlignTask(FairseqTask):
         if status == "verified":
             logger.info("%s: pairing verified against %s", split, fingerprint.pairing_path(data))
         else:
+            corr = fingerprint.length_correlations(datasets["orig"].sizes, datasets["latn"].sizes)
+            if fingerprint.looks_shifted(corr):
+                raise PairingError(
+                    f"split {split!r} looks shifted by one line: the lengths of orig line i agree with latn line i+-1 "
+                    f"(r={corr['shifted']:.2f}) far better than with latn line i (r={corr['aligned']:.2f}), and there "
+                    f"is no {fingerprint.FILENAME} to verify the pairing; rebuild both sides from the same lines "
+                    "(`translit-ppa encode` + fairseq-preprocess, or prepare), or pass --pairing-check counts"
+                )
             what = "not found" if status == "no file" else f"has no entry for split {split!r}"
             logger.warning(
                 "%s %s: the pairing of orig/%s and latn/%s cannot be verified beyond equal sentence counts; write it "

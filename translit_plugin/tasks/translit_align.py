@@ -23,7 +23,8 @@ Pairing: besides equal sentence counts and one dictionary for both sides, each s
 ``translit-ppa encode``): the task recomputes it from the ``.bin``/``.idx`` files and refuses a side that holds other
 lines (another split, a shift by one line, another dictionary).  Without the file it warns that the pairing cannot be
 verified, and still refuses a split whose sentence lengths correlate far better with the neighbouring line of the
-other side than with the same line (a shift by one; :func:`~translit_plugin.data.fingerprint.looks_shifted`).  ``fairseq-preprocess`` output works the same way (README, "With fairseq-preprocess").
+other side than with the same line (a shift by one; :func:`~translit_plugin.data.fingerprint.looks_shifted`).
+``fairseq-preprocess`` output works the same way (README, "With fairseq-preprocess").
 
 Errors the user has to fix raise :class:`~translit_plugin.data.errors.TranslitDataError` with a one-line message; under
 ``fairseq-train`` they are logged and the process exits with status 2 (no traceback; ``TRANSLIT_PPA_TRACEBACK=1``
@@ -174,23 +175,26 @@ def clean_exit(fn):
 
 def validate_config(cfg) -> None:
     """Reject option values that cannot work (one message per option, naming it)."""
+    defaults = TranslitAlignConfig
     for name in ("mask_prob", "leave_unmasked_prob", "random_token_prob"):
-        value = float(getattr(cfg, name))
+        value = float(getattr(cfg, name, getattr(defaults, name)))
         if not 0.0 <= value <= 1.0:
             raise TranslitDataError(f"--{name.replace('_', '-')} {value:g}: must be a probability in [0, 1]")
-    total = float(cfg.leave_unmasked_prob) + float(cfg.random_token_prob)
+    leave = float(getattr(cfg, "leave_unmasked_prob", defaults.leave_unmasked_prob))
+    rand = float(getattr(cfg, "random_token_prob", defaults.random_token_prob))
+    total = leave + rand
     if total > 1.0:
         raise TranslitDataError(
-            f"--leave-unmasked-prob {cfg.leave_unmasked_prob:g} + --random-token-prob {cfg.random_token_prob:g} = "
+            f"--leave-unmasked-prob {leave:g} + --random-token-prob {rand:g} = "
             f"{total:g}: the shares of selected tokens left unchanged and replaced at random must sum to at most 1"
         )
-    if int(cfg.tokens_per_sample) <= 2:
+    tokens = int(getattr(cfg, "tokens_per_sample", defaults.tokens_per_sample))
+    if tokens <= 2:
+        raise TranslitDataError(f"--tokens-per-sample {tokens}: must be > 2 (<s>, at least one piece, </s>)")
+    temperature = float(getattr(cfg, "lang_sampling_temperature", defaults.lang_sampling_temperature))
+    if not temperature > 0.0:
         raise TranslitDataError(
-            f"--tokens-per-sample {cfg.tokens_per_sample}: must be > 2 (<s>, at least one piece, </s>)"
-        )
-    if not float(cfg.lang_sampling_temperature) > 0.0:
-        raise TranslitDataError(
-            f"--lang-sampling-temperature {cfg.lang_sampling_temperature:g}: must be > 0 (1 = natural distribution)"
+            f"--lang-sampling-temperature {temperature:g}: must be > 0 (1 = natural distribution)"
         )
 
 
@@ -331,7 +335,7 @@ class TranslitAlignTask(FairseqTask):
 
     def _check_pairing(self, split: str, prefixes: dict[str, list[str]], datasets: dict) -> None:
         """Compare ``split`` with ``DATA/pairing.json`` (once per split and file state); warn when there is none."""
-        if self.cfg.pairing_check == "counts":
+        if getattr(self.cfg, "pairing_check", "full") == "counts":  # (absent from older checkpoints' configs)
             return
         data = self.cfg.data.split(":")[0]
         stamp = tuple((p, os.path.getsize(p + ".bin"), os.path.getmtime(p + ".bin"))

@@ -242,6 +242,32 @@ def test_without_pairing_file_a_shift_by_one_is_caught_by_the_lengths(built, tmp
         make_task(d).load_dataset("train")
 
 
+def test_a_split_in_parts_is_checked_part_by_part(built, tmp_path, caplog):
+    """fairseq combines train, train1, ... into one split; each part has its own entry in pairing.json."""
+    d = copy_data(built, tmp_path)
+    for side in ("orig", "latn"):
+        for ext in (".bin", ".idx"):
+            shutil.copy(d / side / f"valid{ext}", d / side / f"train1{ext}")
+    shutil.copy(d / "valid.lang.npy", d / "train1.lang.npy")
+    record = json.loads((d / "pairing.json").read_text())
+    record["splits"]["train1"] = record["splits"]["valid"]
+    (d / "pairing.json").write_text(json.dumps(record))
+    with caplog.at_level(logging.INFO):
+        task = make_task(d)
+        task.load_dataset("train", combine=True)
+    assert len(task.datasets["train"]) == record["splits"]["train"]["pairs"] + record["splits"]["valid"]["pairs"]
+    assert "train: pairing verified" in caplog.text
+    lang = np.concatenate([np.load(d / "train.lang.npy"), np.load(d / "valid.lang.npy")])
+    assert [int(task.datasets["train"][i]["lang"]) for i in (0, len(lang) - 1)] == [lang[0], lang[-1]]
+    record["splits"]["train1"] = record["splits"]["train"]
+    (d / "pairing.json").write_text(json.dumps(record))
+    with pytest.raises(PairingError, match=r"split 'train1': neither side matches"):
+        make_task(d).load_dataset("train", combine=True)
+    (d / "latn" / "train1.bin").unlink()
+    with pytest.raises(PairingError, match=r"split 'train': orig has 2 part\(s\) .* but latn has 1"):
+        make_task(d).load_dataset("train", combine=True)
+
+
 @pytest.mark.parametrize(("option", "value", "message"), [
     ("mask_prob", 1.5, r"--mask-prob 1\.5: must be a probability in \[0, 1\]"),
     ("leave_unmasked_prob", -0.1, r"--leave-unmasked-prob -0\.1: must be a probability"),

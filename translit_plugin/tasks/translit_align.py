@@ -244,14 +244,29 @@ class TranslitAlignTask(FairseqTask):
         with open(path, encoding="utf-8") as f:
             return [line.strip() for line in f if line.strip()]
 
-    def _load_lang_ids(self, split: str, n: int) -> np.ndarray | None:
-        path = os.path.join(self.cfg.data.split(":")[0], f"{split}.lang.npy")
-        if not os.path.isfile(path):
+    def _load_lang_ids(self, split: str, n: int, parts: int = 1) -> np.ndarray | None:
+        """``DATA/{split}.lang.npy`` (for a split in parts: ``{split}.lang.npy``, ``{split}1.lang.npy``, ...)."""
+        data = self.cfg.data.split(":")[0]
+        paths = [os.path.join(data, f"{split}{k if k else ''}.lang.npy") for k in range(parts)]
+        present = [os.path.isfile(p) for p in paths]
+        if not any(present):
             return None
-        lang = np.load(path)  # kept in its stored (narrow) integer dtype
-        if not np.issubdtype(lang.dtype, np.integer):
-            raise TranslitDataError(f"{path}: language ids must be integers, found dtype {lang.dtype}; re-run prepare")
-        if lang.ndim != 1 or len(lang) != n:
+        if not all(present):
+            missing = [p for p, ok in zip(paths, present) if not ok]
+            raise TranslitDataError(f"{missing[0]} is missing while {paths[present.index(True)]} exists: give every "
+                                    f"part of split {split!r} its language ids, or none")
+        arrays = []
+        for path in paths:
+            lang = np.load(path)  # kept in its stored (narrow) integer dtype
+            if not np.issubdtype(lang.dtype, np.integer):
+                raise TranslitDataError(f"{path}: language ids must be integers, found dtype {lang.dtype}; re-run "
+                                        "prepare")
+            if lang.ndim != 1:
+                raise TranslitDataError(f"{path}: expected one language id per pair, found shape {lang.shape}")
+            arrays.append(lang)
+        lang = arrays[0] if parts == 1 else np.concatenate(arrays)
+        path = paths[0] if parts == 1 else ", ".join(paths)
+        if len(lang) != n:
             raise TranslitDataError(f"{path}: expected {n} language ids (one per pair), found shape {lang.shape}")
         if self.lang_names is not None and len(lang) and (lang.min() < 0 or lang.max() >= len(self.lang_names)):
             raise TranslitDataError(f"{path}: language ids outside 0..{len(self.lang_names) - 1} (langs.txt)")
@@ -295,6 +310,11 @@ class TranslitAlignTask(FairseqTask):
         (orig, orig_path, orig_parts), (latn, latn_path, latn_parts) = (
             self._load_side(s, split, combine) for s in SIDES
         )
+        if len(orig_parts) != len(latn_parts):
+            raise PairingError(
+                f"split {split!r}: orig has {len(orig_parts)} part(s) ({', '.join(orig_parts)}) but latn has "
+                f"{len(latn_parts)} ({', '.join(latn_parts)}); binarize the same parts on both sides"
+            )
         if len(orig) != len(latn):
             raise PairingError(
                 f"{orig_path}.bin has {len(orig)} sentences but {latn_path}.bin has {len(latn)}: the sides must be "
@@ -307,7 +327,7 @@ class TranslitAlignTask(FairseqTask):
             )
         self._check_pairing(split, {"orig": orig_parts, "latn": latn_parts}, {"orig": orig, "latn": latn})
         self._check_lengths(split, orig, latn, orig_path)
-        lang = self._load_lang_ids(split, len(orig))
+        lang = self._load_lang_ids(split, len(orig), parts=len(orig_parts))
         dataset = TranslitPairDataset(
             orig,
             latn,
@@ -344,24 +364,33 @@ class TranslitAlignTask(FairseqTask):
             return
         dict_paths = {side: os.path.join(data, side, "dict.txt") for side in SIDES}
         dict_paths = {side: p for side, p in dict_paths.items() if os.path.isfile(p)}
-        status = fingerprint.check_split(data, split, prefixes, dict_paths, datasets)
-        if status == "verified":
+        parts = len(prefixes["orig"])
+        # a split stored in parts (train, train1, ...: fairseq's --combine) is recorded part by part
+        unverified = []
+        for k in range(parts):
+            name = split if k == 0 else f"{split}{k}"
+            status = fingerprint.check_split(data, name, {side: [prefixes[side][k]] for side in SIDES}, dict_paths,
+                                             datasets if parts == 1 else None)
+            if status != "verified":
+                unverified.append((name, status))
+        if not unverified:
             logger.info("%s: pairing verified against %s", split, fingerprint.pairing_path(data))
         else:
             corr = fingerprint.length_correlations(datasets["orig"].sizes, datasets["latn"].sizes)
             if fingerprint.looks_shifted(corr):
                 raise PairingError(
                     f"split {split!r} looks shifted by one line: the lengths of orig line i agree with latn line i+-1 "
-                    f"(r={corr['shifted']:.2f}) far better than with latn line i (r={corr['aligned']:.2f}), and there "
-                    f"is no {fingerprint.FILENAME} to verify the pairing; rebuild both sides from the same lines "
+                    f"(r={corr['shifted']:.2f}) far better than with latn line i (r={corr['aligned']:.2f}), and no "
+                    f"{fingerprint.FILENAME} entry verifies the pairing; rebuild both sides from the same lines "
                     "(`translit-ppa encode` + fairseq-preprocess, or prepare), or pass --pairing-check counts"
                 )
-            what = "not found" if status == "no file" else f"has no entry for split {split!r}"
-            logger.warning(
-                "%s %s: the pairing of orig/%s and latn/%s cannot be verified beyond equal sentence counts; write it "
-                "with `translit-ppa encode` (fairseq-preprocess path) or re-run `translit-ppa prepare`",
-                fingerprint.pairing_path(data), what, split, split,
-            )
+            for name, status in unverified:
+                what = "not found" if status == "no file" else f"has no entry for split {name!r}"
+                logger.warning(
+                    "%s %s: the pairing of orig/%s and latn/%s cannot be verified beyond equal sentence counts; write "
+                    "it with `translit-ppa encode` (fairseq-preprocess path) or re-run `translit-ppa prepare`",
+                    fingerprint.pairing_path(data), what, name, name,
+                )
         self._pairing_checked[split] = stamp
 
     def _check_lengths(self, split: str, orig, latn, orig_path: str) -> None:

@@ -166,9 +166,14 @@ def encode_language(job: LangJob) -> dict[str, Any]:
             extra = 1 + sum(1 for _ in latn_lines)
             raise AlignmentError(f"{job.latn} has {n + extra} lines, {job.orig} has {n}; the transliteration must "
                                  "have exactly one line per original line")
-    finally:
+    except BaseException:
         for h in handles.values():
             h.close()
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)
+        raise
+    for h in handles.values():
+        h.close()
     for name, path in paths.items():
         os.replace(tmps[name], path)
     return write_done(paths["latn.sizes"], key, {"lang": job.lang, "orig": job.orig, "latn": job.latn, "lines": n,

@@ -204,3 +204,31 @@ def test_anchor_needs_a_teacher_of_the_same_vocabulary(setup, tiny_model_dir, tm
         MlmSeqTlmCriterion(task, anchor_weight=1.0)
     with pytest.raises(FileNotFoundError, match="no such checkpoint"):
         MlmSeqTlmCriterion(task, anchor_weight=1.0, anchor_teacher=str(tmp_path / "nope.pt"))
+
+
+def test_chunked_anchor_passes_give_the_same_loss_and_gradient(setup, tiny_model_dir):
+    """--encoder-chunk-tokens runs length-sorted chunks without their padding: same loss, same gradient."""
+    import copy
+
+    from translit_plugin.criterions.mlm_seq_tlm import MlmSeqTlmCriterion
+
+    task, fs_model, _, batch = setup
+    results = []
+    for chunk in (0, 40):
+        model = copy.deepcopy(fs_model)
+        with torch.no_grad():
+            model.encoder.sentence_encoder.embed_tokens.weight.add_(0.05)
+        crit = MlmSeqTlmCriterion(task, mlm_orig_weight=0, mlm_latn_weight=0, seq_weight=0, tlm_weight=0,
+                                  anchor_weight=1.0, anchor_teacher=str(tiny_model_dir / "model.pt"), anchor_layer=2,
+                                  encoder_chunk_tokens=chunk)  # fmt: skip
+        calls = []
+        handle = model.register_forward_hook(lambda m, args, out: calls.append(tuple(args[0].shape)))
+        loss, _, _ = crit(model, batch)
+        handle.remove()
+        loss.backward()
+        results.append((loss.item(), model.encoder.sentence_encoder.embed_tokens.weight.grad.clone(), calls))
+    (l0, g0, calls0), (l1, g1, calls1) = results
+    assert len(calls0) == 2 and len(calls1) > 2  # chunked: several narrower passes per side
+    assert sum(b * t for b, t in calls1) < sum(b * t for b, t in calls0)  # less padding
+    assert abs(l0 - l1) < 1e-5 * max(1.0, abs(l0))
+    assert float((g0 - g1).abs().max()) < 1e-5 * max(float(g0.abs().max()), 1.0)

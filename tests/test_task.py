@@ -315,3 +315,21 @@ def test_tokens_per_sample_beyond_the_model_positions_is_rejected(data):
     translit_roberta_tiny(args)
     with pytest.raises(ValueError, match="exceeds the model's 512 positions"):
         task.build_model(args)
+
+
+def test_start_checkpoint_of_another_network_is_refused_with_the_flags_to_pass(tiny_model_dir):
+    """A LayerNorm epsilon that differs would load silently (same shapes): refused, like differing sizes."""
+    import copy
+
+    import torch
+
+    from translit_plugin.tasks.translit_align import TranslitDataError, _check_architecture
+
+    path = str(tiny_model_dir / "model.pt")
+    start = torch.load(path, map_location="cpu", weights_only=False)["cfg"].model
+    _check_architecture(path, start)  # the same network: fine
+    run = copy.deepcopy(start)
+    run.layer_norm_eps = 1e-12
+    run.encoder_ffn_embed_dim = 256
+    with pytest.raises(TranslitDataError, match=r"add --encoder-ffn-embed-dim 128 --layer-norm-eps 1e-05"):
+        _check_architecture(path, run)

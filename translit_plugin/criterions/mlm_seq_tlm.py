@@ -145,6 +145,14 @@ class MlmSeqTlmConfig(FairseqDataclass):
             "--anchor-layer); 'masked': reuse the MLM passes' masked inputs (cheaper, noisier)"
         },
     )
+    encoder_chunk_tokens: int = field(
+        default=0,
+        metadata={
+            "help": "run the anchor term's passes (trained model and teacher) in length-sorted chunks of at most this "
+            "many tokens, padding included (0 = one padded pass): random batches are mostly padding (3/4 of the "
+            "tokens on the demo corpus), chunks skip it; same loss"
+        },
+    )
     anchor_teacher_cache: bool = field(
         default=False,
         metadata={"help": "keep each sentence's teacher vector in memory after its first use (fixed corpus)"},
@@ -177,6 +185,7 @@ class MlmSeqTlmCriterion(FairseqCriterion):
         anchor_temperature: float = 0.05,
         anchor_sides: str = "both",
         anchor_input: str = "clean",
+        encoder_chunk_tokens: int = 0,
         anchor_teacher_cache: bool = False,
     ) -> None:
         super().__init__(task)
@@ -204,6 +213,9 @@ class MlmSeqTlmCriterion(FairseqCriterion):
         self.anchor_temperature = anchor_temperature
         self.anchor_sides = ("latn", "orig") if str(anchor_sides) == "both" else ("latn",)
         self.anchor_input = str(anchor_input)
+        if encoder_chunk_tokens < 0:
+            raise ValueError(f"--encoder-chunk-tokens must be >= 0, got {encoder_chunk_tokens}")
+        self.encoder_chunk_tokens = encoder_chunk_tokens
         self.anchor_cache: dict[bytes, Tensor] | None = {} if anchor_teacher_cache else None
         # a plain list keeps the teacher out of the module tree: not trained, not checkpointed, not moved or cast by
         # fairseq, not wrapped by DDP
@@ -314,6 +326,32 @@ class MlmSeqTlmCriterion(FairseqCriterion):
         )
         return pool_hidden(hidden, mask, "mean")
 
+    def _pooled(self, model, tokens: Tensor) -> Tensor:
+        """B x C anchor vectors of ``tokens`` (B x T), the encoder stopping at ``--anchor-layer``.
+
+        With ``--encoder-chunk-tokens`` the rows run in length-sorted chunks, each cut to its own longest row, so
+        padding costs nothing; the vectors come back in the batch's order (trailing padding changes no output).
+        """
+        kwargs = {"features_only": True, "return_all_hiddens": True, "max_layer": self.anchor_layer}
+        budget = self.encoder_chunk_tokens
+        if budget <= 0 or tokens.shape[0] < 2:
+            _, extra = model(tokens, **kwargs)
+            return self._anchor_pool(extra["inner_states"], tokens)
+        lengths = tokens.ne(self.padding_idx).sum(dim=1).tolist()  # one host sync per pass
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        vecs, start = [], 0
+        while start < len(order):
+            width = max(lengths[order[start]], 1)
+            end = start + max(1, budget // width)
+            rows = torch.tensor(order[start:end], device=tokens.device)
+            sub = tokens.index_select(0, rows)[:, :width]
+            _, extra = model(sub, **kwargs)
+            vecs.append(self._anchor_pool(extra["inner_states"], sub))
+            start = end
+        inverse = torch.empty(len(order), dtype=torch.long)
+        inverse[torch.tensor(order)] = torch.arange(len(order))
+        return torch.cat(vecs, dim=0).index_select(0, inverse.to(tokens.device))
+
     @staticmethod
     def _clean(stream: dict, pad: int) -> Tensor:
         """The unmasked ids of a stream: ``target`` holds the original id wherever a token was selected."""
@@ -332,8 +370,7 @@ class MlmSeqTlmCriterion(FairseqCriterion):
             keys = [row[row.ne(self.padding_idx)].cpu().numpy().tobytes() for row in tokens]
             if all(k in self.anchor_cache for k in keys):
                 return torch.stack([self.anchor_cache[k] for k in keys]).to(tokens.device)
-        _, extra = teacher(tokens, features_only=True, return_all_hiddens=True, max_layer=self.anchor_layer)
-        vecs = self._anchor_pool(extra["inner_states"], tokens)
+        vecs = self._pooled(teacher, tokens)
         if keys is not None:
             for k, v in zip(keys, vecs):
                 self.anchor_cache[k] = v.detach().cpu() if v.device.type != "cpu" else v.detach().clone()
@@ -349,18 +386,14 @@ class MlmSeqTlmCriterion(FairseqCriterion):
         if exact:
             teacher_all, rows = all_gather_no_grad(teacher_vec, group)
             total = n_global
-        if self.anchor_input == "clean":
-            streams = [{"src_tokens": self._clean(sample[side], pad), "target": sample[side]["target"]}
-                       for side in self.anchor_sides]  # fmt: skip
-            encoded = self._encode(model, streams, [False] * len(streams), need_hidden=True,
-                                   max_layer=self.anchor_layer)  # fmt: skip
-            states = {side: (enc[1], st["src_tokens"]) for side, enc, st in zip(self.anchor_sides, encoded, streams)}
-        else:
-            states = {side: (outputs[side][1], sample[side]["src_tokens"]) for side in self.anchor_sides}
-        term = 0.0
         student = {}
         for side in self.anchor_sides:
-            student[side] = self._anchor_pool(*states[side])
+            if self.anchor_input == "clean":
+                student[side] = self._pooled(model, self._clean(sample[side], pad))
+            else:
+                student[side] = self._anchor_pool(outputs[side][1], sample[side]["src_tokens"])
+        term = 0.0
+        for side in self.anchor_sides:
             term = term + anchor_loss(student[side], teacher_all, loss=self.anchor_loss,
                                       temperature=self.anchor_temperature, rows=rows, total=total)  # fmt: skip
         term = term / len(self.anchor_sides)

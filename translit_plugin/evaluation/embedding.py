@@ -103,7 +103,9 @@ def embed_sentences(
     try:
         for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
             tokens = collate([ids[i] for i in batch], pad).to(device)  # B x T
-            _, extra = model(tokens, features_only=True, return_all_hiddens=True)
+            # the layers above ``layer`` change nothing here: translit_roberta stops after it
+            stop = {"max_layer": layer} if layer >= 0 else {}
+            _, extra = model(tokens, features_only=True, return_all_hiddens=True, **stop)
             inner = extra["inner_states"]
             if not -len(inner) <= layer < len(inner):
                 raise ValueError(f"layer {layer} out of range: the model has {len(inner) - 1} layers (0 = embeddings)")

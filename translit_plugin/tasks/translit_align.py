@@ -441,11 +441,12 @@ class TranslitAlignTask(FairseqTask):
                 f"pass --tokens-per-sample {model_max} (or less)"
             )
         if not from_checkpoint:
-            self.check_start_checkpoint()
+            self.check_start_checkpoint(cfg)
         return model
 
-    def check_start_checkpoint(self) -> None:
-        """Fail early, with both paths named, when the start checkpoint's vocabulary is not the data's."""
+    def check_start_checkpoint(self, model_cfg=None) -> None:
+        """Fail early, with both paths named, when the start checkpoint's vocabulary is not the data's, or (given
+        ``model_cfg``, the run's model config) when its architecture differs from the run's."""
         candidates = [_resolved(self.cfg, "finetune_from_model")]
         restore = _resolved(self.cfg, "restore_file")
         if restore is not None and os.path.basename(restore) != "checkpoint_last.pt":
@@ -467,6 +468,8 @@ class TranslitAlignTask(FairseqTask):
                         f"entry {first} on; binarize the data with the model's dictionary (`translit-ppa prepare "
                         "--model-dir MODEL_DIR`)"
                     )
+            if model_cfg is not None:
+                _check_architecture(path, model_cfg)
             rows = _checkpoint_embedding_rows(path)
             if rows is not None and rows != len(self.dictionary):
                 raise TranslitDataError(
@@ -563,6 +566,42 @@ class LanguageResamplingDataset(ResamplingDataset):
 
     def filter_indices_by_size(self, indices: np.ndarray, max_sizes):
         return indices, []
+
+
+#: model options that change what the network computes, as ``fairseq-train`` flags
+ARCH_FIELDS = ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads",
+               "layer_norm_eps", "activation_fn")  # fmt: skip
+
+
+def _check_architecture(path: str, model_cfg) -> None:
+    """The run's model must be the start checkpoint's network: the same sizes, activation and LayerNorm epsilon.
+
+    Sizes that differ would fail later with a shape error; an epsilon that differs (multilingual-e5: 1e-12, fairseq's
+    default: 1e-5) would load silently and change every hidden state, so both are refused here with the flags to pass.
+    """
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", mmap=True)
+    except Exception as err:  # unreadable here: fairseq reports it when it loads the file
+        logger.debug("could not read %s (%s); skipping the architecture check", path, err)
+        return
+    cfg = state.get("cfg")
+    start = getattr(cfg, "model", None) if cfg is not None else None
+    if start is None:
+        return
+    differ = []
+    for name in ARCH_FIELDS:
+        theirs, ours = getattr(start, name, None), getattr(model_cfg, name, None)
+        if name == "layer_norm_eps":  # checkpoints from before the option computed with fairseq's 1e-5
+            theirs, ours = float(theirs or 1e-5), float(ours or 1e-5)
+        if theirs is not None and ours is not None and theirs != ours:
+            differ.append((name, theirs, ours))
+    if differ:
+        flags = " ".join(f"--{n.replace('_', '-')} {t!r}" if isinstance(t, float) else f"--{n.replace('_', '-')} {t}"
+                         for n, t, _ in differ)  # fmt: skip
+        what = ", ".join(f"{n} {t} (this run: {o})" for n, t, o in differ)
+        raise TranslitDataError(f"{path} is a different network than this run builds: {what}; add {flags}")
 
 
 def _checkpoint_embedding_rows(path: str) -> int | None:

@@ -221,8 +221,8 @@ def test_chunked_anchor_passes_give_the_same_loss_and_gradient(setup, tiny_model
         crit = MlmSeqTlmCriterion(task, mlm_orig_weight=0, mlm_latn_weight=0, seq_weight=0, tlm_weight=0,
                                   anchor_weight=1.0, anchor_teacher=str(tiny_model_dir / "model.pt"), anchor_layer=2,
                                   encoder_chunk_tokens=chunk)  # fmt: skip
-        calls = []
-        handle = model.register_forward_hook(lambda m, args, out: calls.append(tuple(args[0].shape)))
+        calls: list = []
+        handle = model.register_forward_hook(lambda m, args, out, calls=calls: calls.append(tuple(args[0].shape)))
         loss, _, _ = crit(model, batch)
         handle.remove()
         loss.backward()

@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip -q --disable-pip-version-check
 CONSTRAINTS := constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow lint demo bench clean
+.PHONY: install test test-slow lint demo demo-tiny bench clean
 
 install: $(STAMP)
 
@@ -39,8 +39,11 @@ lint: install
 demo: install
 	bash scripts/demo.sh
 
+demo-tiny: install
+	bash scripts/demo_tiny.sh
+
 bench: install
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache
+	rm -rf $(VENV) demo-out demo-tiny-out .pytest_cache

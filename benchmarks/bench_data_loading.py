@@ -45,8 +45,8 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
-DEFAULT_DATA = REPO / "demo-out" / "prep" / "data-bin"
-DEFAULT_HF = REPO / "demo-out" / "start-hf"
+DEFAULT_DATA = REPO / "demo-tiny-out" / "prep" / "data-bin"
+DEFAULT_HF = REPO / "demo-tiny-out" / "start-hf"
 BATCH = 16
 
 

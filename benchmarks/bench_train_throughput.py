@@ -42,8 +42,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 logger = logging.getLogger("bench_train_throughput")
-DEFAULT_DATA = REPO / "demo-out" / "prep" / "data-bin"
-DEFAULT_HF = REPO / "demo-out" / "start-hf"
+DEFAULT_DATA = REPO / "demo-tiny-out" / "prep" / "data-bin"
+DEFAULT_HF = REPO / "demo-tiny-out" / "start-hf"
 
 
 # ---------------------------------------------------------------------------------------------------------- data

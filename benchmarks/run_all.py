@@ -6,7 +6,7 @@ Each benchmark prints ratios against a baseline measured in the same run (see ``
 ``bench_train_step`` (separate vs stacked encoder passes), ``bench_step_optimizations`` (batch ordering and the
 masked-only LM head, each before vs after), ``bench_cpu_efficiency`` (achieved FLOP/s of a step vs the measured
 matmul peak, with a profile), ``bench_train_throughput`` (fairseq plugin vs the
-HF-Transformers way of the same objective; needs ``make demo``'s output), ``bench_data_loading`` (time to first batch
+HF-Transformers way of the same objective; needs ``make demo-tiny``'s output), ``bench_data_loading`` (time to first batch
 and peak RSS, fairseq binarized vs HF ``datasets`` CSV, which it skips when ``datasets`` is not installed; needs
 ``make demo``'s output).  ``gpu_check.sh`` needs a GPU and is run by hand.
 """
@@ -26,6 +26,7 @@ BENCHMARKS = [
     ["bench_cpu_efficiency.py", "--steps", "20"],
     ["bench_train_throughput.py", "--pairs", "800"],
     ["bench_data_loading.py"],
+    ["bench_trim_vocab.py", "--steps", "3"],
 ]
 
 

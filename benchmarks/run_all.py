@@ -8,7 +8,8 @@ masked-only LM head, each before vs after), ``bench_cpu_efficiency`` (achieved F
 matmul peak, with a profile), ``bench_train_throughput`` (fairseq plugin vs the HF-Transformers way of the same
 objective; needs ``make demo-tiny``'s output), ``bench_data_loading`` (time to first batch and peak RSS, fairseq
 binarized vs HF ``datasets`` CSV, which it skips when ``datasets`` is not installed; needs ``make demo-tiny``'s
-output), ``bench_trim_vocab`` (a training step and peak memory, full vs trimmed vocabulary, e5-small dims).  ``gpu_check.sh`` needs a GPU and is run by hand.
+output), ``bench_trim_vocab`` (a training step and peak memory, full vs trimmed vocabulary, e5-small dims).
+``gpu_check.sh`` needs a GPU and is run by hand.
 """
 
 from __future__ import annotations

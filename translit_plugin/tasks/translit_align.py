@@ -58,6 +58,7 @@ LONG_SEQUENCE_CHOICES = ChoiceEnum(["truncate", "error"])
 MASK_SAMPLING_CHOICES = ChoiceEnum(["bernoulli", "exact_count"])
 TLM_ORDER_CHOICES = ChoiceEnum(["random", "orig_first", "latn_first"])
 BATCH_ORDER_CHOICES = ChoiceEnum(["random", "length"])
+AUTOCAST_CHOICES = ChoiceEnum(["none", "bf16"])
 PAIRING_CHECK_CHOICES = ChoiceEnum(["full", "counts"])
 EMBED_KEY = "encoder.sentence_encoder.embed_tokens.weight"
 
@@ -129,6 +130,14 @@ class TranslitAlignConfig(FairseqDataclass):
         metadata={
             "help": "reuse the DataLoader across epochs; keep False with --num-workers > 0, otherwise persistent "
             "workers keep the first epoch's masks"
+        },
+    )
+    autocast: AUTOCAST_CHOICES = field(
+        default="none",
+        metadata={
+            "help": "'bf16': forward passes under torch.autocast in bfloat16 (float32's range: no loss scaling, no "
+            "skipped updates), weights, gradients and optimizer in float32; GPUs with bf16 (Ampere and newer) and "
+            "CPUs with bf16 instructions. fairseq 0.12's own --bf16 means TPU, and its --fp16 needs CUDA"
         },
     )
     seed: int = II("common.seed")
@@ -530,6 +539,40 @@ class TranslitAlignTask(FairseqTask):
 
     def max_positions(self) -> int:
         return self.cfg.tokens_per_sample
+
+    # ---------------------------------------------------------------------------------------------------- steps
+    def _autocast(self, model):
+        """``torch.autocast`` for ``--autocast bf16`` on the model's device, else a no-op context."""
+        import contextlib
+
+        import torch
+
+        if self.cfg.autocast != "bf16":
+            return contextlib.nullcontext()
+        device = next(model.parameters()).device.type
+        return torch.autocast(device_type=device, dtype=torch.bfloat16)
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        """fairseq's step, with the forward under ``--autocast`` (the losses are computed in float32 regardless)."""
+        if self.cfg.autocast == "none":
+            return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+        import torch
+
+        if next(model.parameters()).dtype != torch.float32:
+            raise TranslitDataError("--autocast bf16 keeps the model in float32: drop --fp16 / --bf16 / --amp")
+        model.train()
+        model.set_num_updates(update_num)
+        with torch.autograd.profiler.record_function("forward"), self._autocast(model):
+            loss, sample_size, logging_output = criterion(model, sample)
+        if ignore_grad:
+            loss *= 0
+        with torch.autograd.profiler.record_function("backward"):
+            optimizer.backward(loss)
+        return loss, sample_size, logging_output
+
+    def valid_step(self, sample, model, criterion):
+        with self._autocast(model):
+            return super().valid_step(sample, model, criterion)
 
     def begin_epoch(self, epoch: int, model) -> None:
         model.set_epoch(epoch)

@@ -232,3 +232,23 @@ def test_chunked_anchor_passes_give_the_same_loss_and_gradient(setup, tiny_model
     assert sum(b * t for b, t in calls1) < sum(b * t for b, t in calls0)  # less padding
     assert abs(l0 - l1) < 1e-5 * max(1.0, abs(l0))
     assert float((g0 - g1).abs().max()) < 1e-5 * max(float(g0.abs().max()), 1.0)
+
+
+def test_chunked_seq_only_passes_give_the_same_loss_and_gradient(setup):
+    import copy
+
+    from translit_plugin.criterions.mlm_seq_tlm import MlmSeqTlmCriterion
+
+    task, fs_model, _, batch = setup
+    results = []
+    for chunk in (0, 40):
+        model = copy.deepcopy(fs_model)
+        crit = MlmSeqTlmCriterion(task, mlm_orig_weight=0, mlm_latn_weight=0, tlm_weight=0, seq_layer=2,
+                                  seq_similarity="cosine", seq_temperature=0.1, encoder_chunk_tokens=chunk)  # fmt: skip
+        loss, _, log = crit(model, batch)
+        loss.backward()
+        results.append((loss.item(), float(log["seq_correct"]),
+                        model.encoder.sentence_encoder.embed_tokens.weight.grad.clone()))  # fmt: skip
+    (l0, c0, g0), (l1, c1, g1) = results
+    assert abs(l0 - l1) < 1e-5 * max(1.0, abs(l0)) and c0 == c1
+    assert float((g0 - g1).abs().max()) < 1e-5 * max(float(g0.abs().max()), 1.0)

@@ -148,9 +148,10 @@ class MlmSeqTlmConfig(FairseqDataclass):
     encoder_chunk_tokens: int = field(
         default=0,
         metadata={
-            "help": "run the anchor term's passes (trained model and teacher) in length-sorted chunks of at most this "
-            "many tokens, padding included (0 = one padded pass): random batches are mostly padding (3/4 of the "
-            "tokens on the demo corpus), chunks skip it; same loss"
+            "help": "run the passes that only need sentence vectors (the anchor term's, its teacher's, SEQ's on a "
+            "stream without MLM) in length-sorted chunks of at most this many tokens, padding included (0 = one "
+            "padded pass): random batches are mostly padding (3/4 of the tokens on the demo corpus), chunks skip "
+            "it; same loss"
         },
     )
     anchor_teacher_cache: bool = field(
@@ -326,17 +327,20 @@ class MlmSeqTlmCriterion(FairseqCriterion):
         )
         return pool_hidden(hidden, mask, "mean")
 
-    def _pooled(self, model, tokens: Tensor) -> Tensor:
-        """B x C anchor vectors of ``tokens`` (B x T), the encoder stopping at ``--anchor-layer``.
+    def _pooled(self, model, tokens: Tensor, layer: int | None = None, pool=None) -> Tensor:
+        """B x C sentence vectors of ``tokens`` (B x T) from ``layer`` (default ``--anchor-layer``) pooled by ``pool``
+        (default the anchor's pooling), the encoder stopping at that layer.
 
         With ``--encoder-chunk-tokens`` the rows run in length-sorted chunks, each cut to its own longest row, so
         padding costs nothing; the vectors come back in the batch's order (trailing padding changes no output).
         """
-        kwargs = {"features_only": True, "return_all_hiddens": True, "max_layer": self.anchor_layer}
+        layer = self.anchor_layer if layer is None else layer
+        pool = pool or self._anchor_pool
+        kwargs = {"features_only": True, "return_all_hiddens": True, "max_layer": layer}
         budget = self.encoder_chunk_tokens
         if budget <= 0 or tokens.shape[0] < 2:
             _, extra = model(tokens, **kwargs)
-            return self._anchor_pool(extra["inner_states"], tokens)
+            return pool(extra["inner_states"], tokens)
         lengths = tokens.ne(self.padding_idx).sum(dim=1).tolist()  # one host sync per pass
         order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
         vecs, start = [], 0
@@ -346,7 +350,7 @@ class MlmSeqTlmCriterion(FairseqCriterion):
             rows = torch.tensor(order[start:end], device=tokens.device)
             sub = tokens.index_select(0, rows)[:, :width]
             _, extra = model(sub, **kwargs)
-            vecs.append(self._anchor_pool(extra["inner_states"], sub))
+            vecs.append(pool(extra["inner_states"], sub))
             start = end
         inverse = torch.empty(len(order), dtype=torch.long)
         inverse[torch.tensor(order)] = torch.arange(len(order))
@@ -426,8 +430,13 @@ class MlmSeqTlmCriterion(FairseqCriterion):
 
         # ---- encoder passes: the original and Latin streams (MLM and/or SEQ), then TLM
         pair_streams, pair_mlm = [], []
+        seq_vectors: dict[str, Tensor] = {}
         for name in ("orig", "latn"):
-            if w[name] > 0 or use_seq or (reuse_masked and name in self.anchor_sides):
+            reuse = reuse_masked and name in self.anchor_sides
+            if use_seq and w[name] == 0 and not reuse and self.encoder_chunk_tokens > 0:
+                # SEQ alone needs this stream's pooled vector only: chunked, without the padding
+                seq_vectors[name] = self._pooled(model, sample[name]["src_tokens"], self.seq_layer, self._pool)
+            elif w[name] > 0 or use_seq or reuse:
                 pair_streams.append(name)
                 pair_mlm.append(w[name] > 0)
         outputs: dict[str, tuple] = {}
@@ -461,8 +470,10 @@ class MlmSeqTlmCriterion(FairseqCriterion):
         # ---- SEQ
         seq_logging = {}
         if use_seq:
-            o_vec = self._pool(outputs["orig"][1], sample["orig"]["src_tokens"])  # N x C
-            l_vec = self._pool(outputs["latn"][1], sample["latn"]["src_tokens"])  # N x C
+            o_vec, l_vec = (
+                seq_vectors[side] if side in seq_vectors else self._pool(outputs[side][1], sample[side]["src_tokens"])
+                for side in ("orig", "latn")
+            )  # N x C each
             both = torch.cat([o_vec, l_vec], dim=1)  # N x 2C: one collective for both sides
             rows = None
             if world > 1 and self.seq_gather == "exact":

@@ -33,9 +33,9 @@ $BIN/translit-ppa prepare --input examples/data/train --group examples/groups/de
   --model-dir "$OUT/e5-trim" --output "$OUT/prep" --max-tokens 128 --valid-size 100 --workers 2
 
 step "4/6 post-train: anchored objective ($UPDATES updates of 32 pairs)"
+read -r -a ARCH <<< "$($BIN/python -m translit_plugin.models.arch_flags "$OUT/e5-trim/model.pt")"  # 12 x 384, eps 1e-12
 $BIN/fairseq-train "$OUT/prep/data-bin" --user-dir translit_plugin \
-  --task translit_align --criterion mlm_seq_tlm --arch translit_roberta_base \
-  --encoder-embed-dim 384 --encoder-ffn-embed-dim 1536 --encoder-attention-heads 12 --layer-norm-eps 1e-12 \
+  --task translit_align --criterion mlm_seq_tlm --arch translit_roberta_base "${ARCH[@]}" \
   --finetune-from-model "$OUT/e5-trim/model.pt" --tokens-per-sample 128 \
   --mlm-orig-weight 0 --mlm-latn-weight 0 --seq-weight 0 --tlm-weight 0 \
   --anchor-weight 1 --anchor-loss infonce --anchor-temperature 0.05 --anchor-layer 8 --encoder-chunk-tokens 1024 \

@@ -333,3 +333,7 @@ def test_start_checkpoint_of_another_network_is_refused_with_the_flags_to_pass(t
     run.encoder_ffn_embed_dim = 256
     with pytest.raises(TranslitDataError, match=r"add --encoder-ffn-embed-dim 128 --layer-norm-eps 1e-05"):
         _check_architecture(path, run)
+    from translit_plugin.models.arch_flags import arch_flags
+
+    flags = " ".join(arch_flags(path))
+    assert "--encoder-embed-dim 64 " in flags and "--layer-norm-eps 1e-05" in flags and "--encoder-layers 2" in flags

@@ -16,7 +16,10 @@
 #   CPU processes:       CPU=1 torchrun --nproc-per-node 2 --no-python examples/recipes/train.sh ...
 #
 # Global batch = PAIRS_PER_WORKER x WORKERS x update-freq = GLOBAL_PAIRS (paper: 16 pairs x 4 GPUs x 8 = 512).
-# Environment: PAIRS_PER_WORKER (16), GLOBAL_PAIRS (512), EPOCHS, PRECISION (fp16 | bf16 | fp32; default fp16 on GPU),
+# The model's sizes, activation and LayerNorm epsilon are read from MODEL_DIR/model.pt (e.g. multilingual-e5-small:
+# 384 hidden, eps 1e-12), so one line serves Glot500, XLM-R and e5.
+# Environment: PAIRS_PER_WORKER (16), GLOBAL_PAIRS (512), EPOCHS, PRECISION (auto | bf16 | fp16 | fp32; auto = bf16
+# autocast where the GPU has bf16 (Ampere and newer) or the CPU has AMX, else fp16 on GPU and fp32 on CPU),
 # NUM_GPUS (default: all visible), CPU=1 (train on CPU), PORT (SLURM rendezvous port, 12345), SEQ_LAYER (8).
 # Extra arguments come last and override the ones below (fairseq keeps the last value of a repeated flag).
 set -euo pipefail
@@ -69,19 +72,26 @@ UPDATE_FREQ=$((GLOBAL_PAIRS / PER_UPDATE))
 PAIRS=$("$PYTHON" -c "import sys; from fairseq.data import data_utils; print(len(data_utils.load_indexed_dataset(sys.argv[1])))" "$DATA/orig/train" 2>/dev/null)
 TOTAL_UPDATES=$(( EPOCHS * ( (PAIRS + GLOBAL_PAIRS - 1) / GLOBAL_PAIRS ) ))
 
+PRECISION=${PRECISION:-auto}
 if [ "${CPU:-0}" = 1 ]; then
     DEVICE=(--cpu)
-    PRECISION=${PRECISION:-fp32}
+    if [ "$PRECISION" = auto ]; then
+        if grep -q amx_bf16 /proc/cpuinfo 2>/dev/null; then PRECISION=bf16; else PRECISION=fp32; fi
+    fi
 else
     DEVICE=()
-    PRECISION=${PRECISION:-fp16}
+    if [ "$PRECISION" = auto ]; then
+        PRECISION=$("$PYTHON" -c "import torch; print('bf16' if torch.cuda.is_bf16_supported() else 'fp16')")
+    fi
 fi
 case "$PRECISION" in
-    fp16) DEVICE+=(--fp16) ;;   # the paper trained in fp16 (SEQ is computed in float32 regardless)
-    bf16) DEVICE+=(--bf16) ;;
+    bf16) DEVICE+=(--autocast bf16) ;;  # bfloat16 forward, float32 weights: float32's range, no loss scaling
+    fp16) DEVICE+=(--fp16) ;;           # the paper trained in fp16 (losses are computed in float32 regardless)
     fp32) ;;
-    *) echo "PRECISION must be fp16, bf16 or fp32" >&2; exit 1 ;;
+    *) echo "PRECISION must be auto, bf16, fp16 or fp32" >&2; exit 1 ;;
 esac
+# the start model's network: sizes, activation, LayerNorm epsilon (checked again by the task)
+read -r -a ARCH_FLAGS <<< "$("$PYTHON" -m translit_plugin.models.arch_flags "$MODEL_DIR/model.pt")"
 
 if [ "${RANK:-${SLURM_PROCID:-0}}" = 0 ]; then
     echo "[train.sh] $GROUP: $PAIRS pairs, $EPOCHS epochs, $WORKERS workers x $PAIRS_PER_WORKER pairs x update-freq" \
@@ -90,7 +100,7 @@ fi
 
 exec "$FAIRSEQ_TRAIN" "$DATA" \
     --user-dir "$REPO/translit_plugin" \
-    --task translit_align --criterion mlm_seq_tlm --arch translit_roberta_base \
+    --task translit_align --criterion mlm_seq_tlm --arch translit_roberta_base "${ARCH_FLAGS[@]}" \
     --finetune-from-model "$MODEL_DIR/model.pt" \
     --tokens-per-sample 512 \
     --mlm-orig-weight 1 --mlm-latn-weight 1 --seq-weight 1 --tlm-weight 1 \

@@ -611,11 +611,6 @@ class LanguageResamplingDataset(ResamplingDataset):
         return indices, []
 
 
-#: model options that change what the network computes, as ``fairseq-train`` flags
-ARCH_FIELDS = ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads",
-               "layer_norm_eps", "activation_fn")  # fmt: skip
-
-
 def _check_architecture(path: str, model_cfg) -> None:
     """The run's model must be the start checkpoint's network: the same sizes, activation and LayerNorm epsilon.
 
@@ -623,6 +618,8 @@ def _check_architecture(path: str, model_cfg) -> None:
     default: 1e-5) would load silently and change every hidden state, so both are refused here with the flags to pass.
     """
     import torch
+
+    from translit_plugin.models.arch_flags import ARCH_FIELDS
 
     try:
         state = torch.load(path, map_location="cpu", mmap=True)
@@ -644,7 +641,10 @@ def _check_architecture(path: str, model_cfg) -> None:
         flags = " ".join(f"--{n.replace('_', '-')} {t!r}" if isinstance(t, float) else f"--{n.replace('_', '-')} {t}"
                          for n, t, _ in differ)  # fmt: skip
         what = ", ".join(f"{n} {t} (this run: {o})" for n, t, o in differ)
-        raise TranslitDataError(f"{path} is a different network than this run builds: {what}; add {flags}")
+        raise TranslitDataError(
+            f"{path} is a different network than this run builds: {what}; add {flags} (all of them: "
+            f"`python -m translit_plugin.models.arch_flags {path}`)"
+        )
 
 
 def _checkpoint_embedding_rows(path: str) -> int | None:

@@ -518,6 +518,7 @@ def _convert_hf_dir(
                 "source_sha256": sha256_files(weights.files),
                 "source_files": [p.name for p in weights.files],
                 "sentencepiece_sha256": sha256_files([spm_path]),
+                "dict_sha256": sha256_files([tmp / "dict.txt"]),
                 "hf_config": hf_cfg,
                 "arch": arch,
                 "dims": {"vocab": dims.V, "positions": dims.P, "hidden": dims.C, "ffn": dims.F, "layers": num_layers},

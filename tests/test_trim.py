@@ -395,3 +395,22 @@ def test_cli(tiny_model_dir, trimmed, tmp_path, capsys):
     assert "3002 -> " in capsys.readouterr().out
     assert main(["untrim", str(tmp_path / "t"), str(trimmed), str(tmp_path / "u")]) == 2
     assert "is not the model" in capsys.readouterr().err
+
+
+def test_hub_refuses_a_sentencepiece_model_of_another_vocabulary(tiny_model_dir, tmp_path):
+    """A trimmed dict.txt with the full model's sentencepiece file would map the missing pieces to <unk>: refused."""
+    import shutil
+
+    from translit_plugin.hub import from_pretrained
+    from translit_plugin.trim import trim_model_dir
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "ell_Grek.txt").write_text("Καλημέρα κόσμε\nkalimera kosme\n", encoding="utf-8")
+    trimmed = tmp_path / "trimmed"
+    trim_model_dir(tiny_model_dir, [corpus], trimmed)
+    mixed = tmp_path / "mixed"
+    shutil.copytree(trimmed, mixed)
+    shutil.copy(tiny_model_dir / "sentencepiece.bpe.model", mixed / "sentencepiece.bpe.model")
+    with pytest.raises(ValueError, match="belong to different vocabularies"):
+        from_pretrained(mixed)

@@ -92,7 +92,16 @@ def build_id_map(sp, dictionary) -> np.ndarray:
         missing += idx == unk
         id_map[i] = idx
     if missing:
-        logger.warning("%d sentencepiece pieces are not in the dictionary and map to <unk>", missing)
+        # every dict.txt we write lists all pieces of its sentencepiece model: these two belong to different
+        # vocabularies (e.g. a trimmed model's dict.txt with the full model's sentencepiece file), and encoding would
+        # silently turn those pieces into <unk>
+        example = next(sp.IdToPiece(i) for i in range(SPM_FIRST_PIECE, sp.GetPieceSize())
+                       if id_map[i] == unk and sp.IdToPiece(i) != "<unk>")  # fmt: skip
+        raise ValueError(
+            f"{missing} of the sentencepiece model's {sp.GetPieceSize() - SPM_FIRST_PIECE} pieces (e.g. {example!r}) "
+            "are not in the dictionary: the sentencepiece model and dict.txt belong to different vocabularies (a "
+            "trimmed model needs its own sentencepiece.bpe.model and dict.txt)"
+        )
     return id_map
 
 

@@ -295,13 +295,18 @@ class MlmSeqTlmCriterion(FairseqCriterion):
         loss = F.cross_entropy(logits.float(), targets, reduction="sum")
         return loss, torch.tensor(float(targets.numel()), device=logits.device)
 
-    def _pool(self, inner_states: list[Tensor], tokens: Tensor) -> Tensor:
-        if not 0 <= self.seq_layer < len(inner_states):
+    @staticmethod
+    def _layer(inner_states: list[Tensor], layer: int, flag: str) -> Tensor:
+        """B x T x C output of ``layer`` (0 = embeddings), or a clear error naming the ``flag`` that chose it."""
+        if not 0 <= layer < len(inner_states):
             raise ValueError(
-                f"--seq-layer {self.seq_layer} but the model has {len(inner_states) - 1} layers (valid: 0.."
-                f"{len(inner_states) - 1}); the reference uses 8 for 12-layer models"
+                f"{flag} {layer} but the model has {len(inner_states) - 1} layers (valid: 0..{len(inner_states) - 1}); "
+                "the reference uses 8 for 12-layer models"
             )
-        hidden = inner_states[self.seq_layer].transpose(0, 1)  # T x B x C -> B x T x C
+        return inner_states[layer].transpose(0, 1)  # T x B x C -> B x T x C
+
+    def _pool(self, inner_states: list[Tensor], tokens: Tensor) -> Tensor:
+        hidden = self._layer(inner_states, self.seq_layer, "--seq-layer")
         return pool_hidden(hidden, content_mask(tokens, self.special_ids), self.seq_pooling)  # B x C, float32
 
     def _warn_small_batch(self, n: int) -> None:
@@ -314,12 +319,7 @@ class MlmSeqTlmCriterion(FairseqCriterion):
 
     def _anchor_pool(self, inner_states: list[Tensor], tokens: Tensor) -> Tensor:
         """``anchor_layer`` output of ``tokens`` (B x T) pooled to B x C float32 as ``--anchor-pooling`` says."""
-        if not 0 <= self.anchor_layer < len(inner_states):
-            raise ValueError(
-                f"--anchor-layer {self.anchor_layer} but the model has {len(inner_states) - 1} layers (valid: 0.."
-                f"{len(inner_states) - 1})"
-            )
-        hidden = inner_states[self.anchor_layer].transpose(0, 1)  # T x B x C -> B x T x C
+        hidden = self._layer(inner_states, self.anchor_layer, "--anchor-layer")
         if self.anchor_pooling == "cls":
             return pool_hidden(hidden, tokens.ne(self.padding_idx), "cls")
         mask = tokens.ne(self.padding_idx) if self.anchor_pooling == "mean_with_special" else content_mask(

@@ -71,7 +71,7 @@ def main() -> None:
     loss, _, log = crit(model, batch)
     (loss * args.scale).backward()
     norm = torch.sqrt(sum((q.grad.float() ** 2).sum() for q in model.parameters() if q.grad is not None))
-    print(f"dtype {args.dtype}, loss scale {args.scale}, {args.pairs} pairs: loss {float(loss):.4f}")
+    print(f"dtype {args.dtype}, loss scale {args.scale}, {args.pairs} pairs: loss {loss.item():.4f}")
     print("first non-finite:", first_bad[0] if first_bad else "none")
     print("largest outputs:", ", ".join(f"{k} {v:.1f}" for k, v in sorted(out_max.items(), key=lambda kv: -kv[1])[:5]))
     print("largest output gradients (scaled):",

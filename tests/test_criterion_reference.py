@@ -77,6 +77,8 @@ CASES = {
     "reference_defaults": dict(seq_layer=1),
     "cls_cosine_tau": dict(seq_layer=2, seq_pooling="cls", seq_similarity="cosine", seq_temperature=0.1),
     "stacked_encoder": dict(seq_layer=2, encoder_batching="stacked"),
+    # every pass in length-sorted chunks of <= 40 padded tokens (several chunks per stream on this batch)
+    "chunked_passes": dict(seq_layer=2, encoder_chunk_tokens=40),
 }
 
 

@@ -104,11 +104,13 @@ ALL_TERMS = {"seq_gather": "exact"}
 SEQ_ONLY = {"mlm_orig_weight": 0.0, "mlm_latn_weight": 0.0, "tlm_weight": 0.0}
 
 
-def test_exact_gather_gives_the_single_process_gradient_with_unequal_halves(data, tmp_path):
+@pytest.mark.parametrize("chunk", [0, 40])
+def test_exact_gather_gives_the_single_process_gradient_with_unequal_halves(data, tmp_path, chunk):
     indices = list(range(0, 160, 20))  # 8 pairs from 4 languages
     splits = [indices[:5], indices[5:]]  # unequal halves: exercises padded gathering and global MLM normalisers
-    results = _run_workers(tmp_path, data, ALL_TERMS, splits)
-    want, log = _single(data, ALL_TERMS, indices)
+    kwargs = {**ALL_TERMS, "encoder_chunk_tokens": chunk}  # 40: every pass in length-sorted chunks
+    results = _run_workers(tmp_path, data, kwargs, splits)
+    want, log = _single(data, {**ALL_TERMS}, indices)
     _assert_close(results[0]["grads"], want)
     _assert_close(results[1]["grads"], want)
     # the logged loss contributions of the two workers add up to the global-batch loss

@@ -148,10 +148,9 @@ class MlmSeqTlmConfig(FairseqDataclass):
     encoder_chunk_tokens: int = field(
         default=0,
         metadata={
-            "help": "run the passes that only need sentence vectors (the anchor term's, its teacher's, SEQ's on a "
-            "stream without MLM) in length-sorted chunks of at most this many tokens, padding included (0 = one "
-            "padded pass): random batches are mostly padding (3/4 of the tokens on the demo corpus), chunks skip "
-            "it; same loss"
+            "help": "run every encoder pass (MLM, TLM, SEQ, the anchor term's and its teacher's) in length-sorted "
+            "chunks of at most this many tokens, padding included (0 = one padded pass per stream): random batches "
+            "are mostly padding (3/4 of the tokens on the demo corpus), chunks skip it; same loss and gradient"
         },
     )
     anchor_teacher_cache: bool = field(
@@ -286,6 +285,33 @@ class MlmSeqTlmCriterion(FairseqCriterion):
             out.append((logits if m else None, extra["inner_states"] if need_hidden else None))
         return out
 
+    def _run_streams(self, model, sample: dict, needs: dict) -> tuple[dict, dict]:
+        """Run the streams ``needs`` names (``name -> (mlm, {key: (layer, pool)})``) through the encoder.
+
+        Returns ``({name: (ce_sum, count)} for MLM streams, {name: {key: B x C vectors}})``.  With
+        ``--encoder-chunk-tokens`` every stream runs in length-sorted chunks without padding; otherwise the original
+        and Latin streams run as ``--encoder-batching`` says (one pass each, or stacked) and TLM in one pass.
+        """
+        mlm_out: dict[str, tuple] = {}
+        vectors_out: dict[str, dict] = {}
+        if self.encoder_chunk_tokens > 0:
+            for name, (mlm, vectors) in needs.items():
+                sums, vectors_out[name] = self._chunked_stream(model, sample[name], mlm, vectors)
+                if mlm:
+                    mlm_out[name] = sums
+            return mlm_out, vectors_out
+        groups = [[n for n in ("orig", "latn") if n in needs], ["tlm"] if "tlm" in needs else []]
+        for names in filter(None, groups):
+            layers = [layer for n in names for layer, _ in needs[n][1].values()]
+            encoded = self._encode(model, [sample[n] for n in names], [needs[n][0] for n in names],
+                                   need_hidden=bool(layers), max_layer=max(layers) if layers else None)  # fmt: skip
+            for n, (logits, inner) in zip(names, encoded):
+                mlm, vectors = needs[n]
+                if mlm:
+                    mlm_out[n] = self._mlm_sum(logits, sample[n])
+                vectors_out[n] = {key: pool(inner, sample[n]["src_tokens"]) for key, (_, pool) in vectors.items()}
+        return mlm_out, vectors_out
+
     def _mlm_sum(self, logits: Tensor, stream: dict) -> tuple[Tensor, Tensor]:
         """Summed float32 cross-entropy over the selected positions, and their number."""
         target = stream["target"]
@@ -341,20 +367,54 @@ class MlmSeqTlmCriterion(FairseqCriterion):
         if budget <= 0 or tokens.shape[0] < 2:
             _, extra = model(tokens, **kwargs)
             return pool(extra["inner_states"], tokens)
+        _, vectors = self._chunked_stream(model, {"src_tokens": tokens}, False, {"v": (layer, pool)})
+        return vectors["v"]
+
+    def _chunks(self, tokens: Tensor) -> tuple[list[tuple[Tensor, int]], Tensor]:
+        """Length-sorted chunks of the rows of ``tokens`` (B x T) within ``--encoder-chunk-tokens`` padded tokens:
+        ``[(row indices, width), ...]`` and the permutation that puts chunk-ordered rows back in batch order."""
         lengths = tokens.ne(self.padding_idx).sum(dim=1).tolist()  # one host sync per pass
         order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-        vecs, start = [], 0
+        chunks, start = [], 0
         while start < len(order):
             width = max(lengths[order[start]], 1)
-            end = start + max(1, budget // width)
-            rows = torch.tensor(order[start:end], device=tokens.device)
-            sub = tokens.index_select(0, rows)[:, :width]
-            _, extra = model(sub, **kwargs)
-            vecs.append(pool(extra["inner_states"], sub))
+            end = start + max(1, self.encoder_chunk_tokens // width)
+            chunks.append((torch.tensor(order[start:end], device=tokens.device), width))
             start = end
         inverse = torch.empty(len(order), dtype=torch.long)
         inverse[torch.tensor(order)] = torch.arange(len(order))
-        return torch.cat(vecs, dim=0).index_select(0, inverse.to(tokens.device))
+        return chunks, inverse.to(tokens.device)
+
+    def _chunked_stream(self, model, stream: dict, mlm: bool, vectors: dict) -> tuple[tuple | None, dict]:
+        """One stream in length-sorted chunks without their padding: ``((ce_sum, count) or None, {key: B x C})``.
+
+        ``vectors`` maps a key to ``(layer, pool)``; a stream without MLM stops at the deepest such layer.  Trailing
+        padding changes no output, and every loss here is a sum over rows or tokens, so the result equals one padded
+        pass (tested).
+        """
+        tokens = stream["src_tokens"]
+        chunks, inverse = self._chunks(tokens)
+        kwargs: dict = {"features_only": not mlm, "return_all_hiddens": bool(vectors)}
+        if not mlm and vectors:
+            kwargs["max_layer"] = max(layer for layer, _ in vectors.values())
+        ce_sum, count = None, None
+        pooled: dict[str, list] = {key: [] for key in vectors}
+        for rows, width in chunks:
+            sub = tokens.index_select(0, rows)[:, :width]
+            extra_kwargs = dict(kwargs)
+            if "positions" in stream:
+                extra_kwargs["positions"] = stream["positions"].index_select(0, rows)[:, :width]
+            if mlm:
+                sub_target = stream["target"].index_select(0, rows)[:, :width]
+                extra_kwargs["masked_tokens"] = sub_target.ne(self.padding_idx)
+            logits, extra = model(sub, **extra_kwargs)
+            if mlm:
+                part, n = self._mlm_sum(logits, {"target": sub_target})
+                ce_sum, count = (part, n) if ce_sum is None else (ce_sum + part, count + n)
+            for key, (_layer, pool) in vectors.items():
+                pooled[key].append(pool(extra["inner_states"], sub))
+        out = {key: torch.cat(parts, dim=0).index_select(0, inverse) for key, parts in pooled.items()}
+        return ((ce_sum, count) if mlm else None), out
 
     @staticmethod
     def _clean(stream: dict, pad: int) -> Tensor:
@@ -380,7 +440,7 @@ class MlmSeqTlmCriterion(FairseqCriterion):
                 self.anchor_cache[k] = v.detach().cpu() if v.device.type != "cpu" else v.detach().clone()
         return vecs
 
-    def _anchor(self, model, sample: dict, outputs: dict, group, world: int, n_global: int) -> tuple[Tensor, dict]:
+    def _anchor(self, model, sample: dict, vectors: dict, group, world: int, n_global: int) -> tuple[Tensor, dict]:
         """The anchor term (this worker's share of it in exact gathering) and its logging entries."""
         pad = self.padding_idx
         teacher_vec = self._teacher_vectors(self._clean(sample["orig"], pad), model)  # N x C
@@ -395,7 +455,7 @@ class MlmSeqTlmCriterion(FairseqCriterion):
             if self.anchor_input == "clean":
                 student[side] = self._pooled(model, self._clean(sample[side], pad))
             else:
-                student[side] = self._anchor_pool(outputs[side][1], sample[side]["src_tokens"])
+                student[side] = vectors[side]["anchor"]
         term = 0.0
         for side in self.anchor_sides:
             term = term + anchor_loss(student[side], teacher_all, loss=self.anchor_loss,
@@ -428,33 +488,23 @@ class MlmSeqTlmCriterion(FairseqCriterion):
         exact = world > 1 and self.seq_gather == "exact"
         n_local = int(sample["nsentences"])
 
-        # ---- encoder passes: the original and Latin streams (MLM and/or SEQ), then TLM
-        pair_streams, pair_mlm = [], []
-        seq_vectors: dict[str, Tensor] = {}
+        # ---- encoder passes: per stream, what the terms take from it (MLM sums, SEQ / anchor sentence vectors)
+        needs: dict[str, tuple[bool, dict]] = {}
         for name in ("orig", "latn"):
-            reuse = reuse_masked and name in self.anchor_sides
-            if use_seq and w[name] == 0 and not reuse and self.encoder_chunk_tokens > 0:
-                # SEQ alone needs this stream's pooled vector only: chunked, without the padding
-                seq_vectors[name] = self._pooled(model, sample[name]["src_tokens"], self.seq_layer, self._pool)
-            elif w[name] > 0 or use_seq or reuse:
-                pair_streams.append(name)
-                pair_mlm.append(w[name] > 0)
-        outputs: dict[str, tuple] = {}
-        if pair_streams:
-            layers = ([self.seq_layer] if use_seq else []) + ([self.anchor_layer] if reuse_masked else [])
-            deepest = max(layers) if layers else None
-            encoded = self._encode(model, [sample[s] for s in pair_streams], pair_mlm,
-                                   need_hidden=use_seq or reuse_masked, max_layer=deepest)  # fmt: skip
-            outputs.update(zip(pair_streams, encoded))
+            vectors = {}
+            if use_seq:
+                vectors["seq"] = (self.seq_layer, self._pool)
+            if reuse_masked and name in self.anchor_sides:
+                vectors["anchor"] = (self.anchor_layer, self._anchor_pool)
+            if w[name] > 0 or vectors:
+                needs[name] = (w[name] > 0, vectors)
         if w["tlm"] > 0:
-            outputs["tlm"] = self._encode(model, [sample["tlm"]], [True], need_hidden=False)[0]
+            needs["tlm"] = (True, {})
+        mlm_out, vectors_out = self._run_streams(model, sample, needs)
 
         # ---- MLM terms: summed cross-entropies and counts
-        sums: dict[str, Tensor] = {}
-        counts: dict[str, Tensor] = {}
-        for name in MLM_TERMS:
-            if w[name] > 0:
-                sums[name], counts[name] = self._mlm_sum(outputs[name][0], sample[name])
+        sums: dict[str, Tensor] = {n: mlm_out[n][0] for n in MLM_TERMS if n in mlm_out}
+        counts: dict[str, Tensor] = {n: mlm_out[n][1] for n in MLM_TERMS if n in mlm_out}
         denominators = dict(counts)
         n_global = n_local
         if exact:
@@ -470,10 +520,7 @@ class MlmSeqTlmCriterion(FairseqCriterion):
         # ---- SEQ
         seq_logging = {}
         if use_seq:
-            o_vec, l_vec = (
-                seq_vectors[side] if side in seq_vectors else self._pool(outputs[side][1], sample[side]["src_tokens"])
-                for side in ("orig", "latn")
-            )  # N x C each
+            o_vec, l_vec = vectors_out["orig"]["seq"], vectors_out["latn"]["seq"]  # N x C each
             both = torch.cat([o_vec, l_vec], dim=1)  # N x 2C: one collective for both sides
             rows = None
             if world > 1 and self.seq_gather == "exact":
@@ -504,7 +551,7 @@ class MlmSeqTlmCriterion(FairseqCriterion):
         # ---- ANCHOR: the trained model's vectors pulled to the frozen start model's vector of the clean original
         anchor_logging = {}
         if use_anchor:
-            terms["anchor"], anchor_logging = self._anchor(model, sample, outputs, group, world, n_global)
+            terms["anchor"], anchor_logging = self._anchor(model, sample, vectors_out, group, world, n_global)
 
         loss = sum(w[n] * t for n, t in terms.items())
         sample_size = n_local / max(n_global, 1) if exact else 1.0

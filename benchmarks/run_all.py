@@ -8,7 +8,8 @@ masked-only LM head, each before vs after), ``bench_cpu_efficiency`` (achieved F
 matmul peak, with a profile), ``bench_train_throughput`` (fairseq plugin vs the HF-Transformers way of the same
 objective; needs ``make demo-tiny``'s output), ``bench_data_loading`` (time to first batch and peak RSS, fairseq
 binarized vs HF ``datasets`` CSV, which it skips when ``datasets`` is not installed; needs ``make demo-tiny``'s
-output), ``bench_trim_vocab`` (a training step and peak memory, full vs trimmed vocabulary, e5-small dims).
+output), ``bench_trim_vocab`` (a training step and peak memory, full vs trimmed vocabulary, e5-small dims),
+``bench_chunked_passes`` (a step with and without ``--encoder-chunk-tokens``; needs ``make demo``'s output).
 ``gpu_check.sh`` needs a GPU and is run by hand.
 """
 
@@ -28,6 +29,7 @@ BENCHMARKS = [
     ["bench_train_throughput.py", "--pairs", "800"],
     ["bench_data_loading.py"],
     ["bench_trim_vocab.py", "--steps", "3"],
+    ["bench_chunked_passes.py", "--terms", "paper"],
 ]
 
 

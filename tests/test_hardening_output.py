@@ -155,3 +155,16 @@ def test_failed_parity_check_is_exit_3_and_writes_nothing(tiny_hf_dir, tmp_path,
     rc, err = run_cli(capsys, "convert", tiny_hf_dir, out, "--arch", "translit_roberta_tiny")
     assert rc == 3 and f"parity check failed for {out}:" in err and ".tmp-" not in err
     assert not out.exists() and not list(tmp_path.glob(".fs.*"))
+
+
+def test_staged_outputs_get_normal_directory_permissions(tmp_path):
+    """mkdtemp makes 0700 directories; a finished output must be readable like any directory mkdir makes."""
+    import os
+
+    from translit_plugin.safe_output import staged_dir
+
+    with staged_dir(tmp_path / "out", force=False, inputs=[], marker="conversion.json") as tmp:
+        (tmp / "conversion.json").write_text("{}")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o777 & ~umask

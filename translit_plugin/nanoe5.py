@@ -63,6 +63,8 @@ from pathlib import Path
 
 import numpy as np
 
+from translit_plugin.safe_output import give_umask_permissions
+
 logger = logging.getLogger(__name__)
 
 MAGIC = b"E5S1"
@@ -761,6 +763,7 @@ def _staged_dir(out_dir: Path) -> Iterator[Path]:
     """A temporary sibling of ``out_dir`` that replaces it (an empty or overwritable one) once the block succeeds."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    give_umask_permissions(tmp)
     try:
         yield tmp
         if out_dir.is_dir() and not out_dir.is_symlink():

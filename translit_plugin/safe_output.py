@@ -48,6 +48,13 @@ class OutputExistsError(FileExistsError):
     """The output exists and may be replaced, but only when asked to (``--force``)."""
 
 
+def give_umask_permissions(directory: Path) -> None:
+    """mkdtemp makes 0700 directories; a finished output gets the permissions a plain ``mkdir`` would give it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(directory, 0o777 & ~umask)
+
+
 def _resolve(path: str | os.PathLike) -> Path:
     return Path(path).expanduser().resolve()
 
@@ -127,6 +134,7 @@ def staged_dir(out_dir: str | os.PathLike, force: bool, inputs: Iterable[str | o
     check_replaceable_dir(out_dir, force, marker, command)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    give_umask_permissions(tmp)
     try:
         try:
             yield tmp

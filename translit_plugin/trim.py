@@ -46,6 +46,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from translit_plugin.safe_output import give_umask_permissions
+
 from .vocab import NUM_SPECIALS, SPM_FIRST_PIECE, load_spm, write_fairseq_dict
 
 logger = logging.getLogger(__name__)
@@ -123,6 +125,7 @@ def staged_model_dir(out_dir: Path, force: bool, inputs: Iterable[Path], marker:
                                 f"{', '.join(foreign[:5])}); --force replaces only its own outputs")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    give_umask_permissions(tmp)
     try:
         yield tmp
         if out.exists():

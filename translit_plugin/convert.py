@@ -19,7 +19,6 @@ Special cases (see ``shared/notes/method-spec.md``):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from .hashing import sha256_files
 from .vocab import NUM_SPECIALS, SPM_FIRST_PIECE, load_spm, write_fairseq_dict
 
 logger = logging.getLogger(__name__)
@@ -168,16 +168,6 @@ class HFWeights:
     def body(self, key: str) -> str:
         """Full checkpoint name of a body key (with the ``roberta.`` prefix if the checkpoint has one)."""
         return self.prefix + key
-
-
-def sha256_files(paths: list[Path], chunk: int = 1 << 22) -> str:
-    """One hash over the given files in order (the conversion record's source fingerprint)."""
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as f:
-            while block := f.read(chunk):
-                h.update(block)
-    return h.hexdigest()
 
 
 def resolve_hf_source(name_or_dir: str) -> Path:

@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from translit_plugin.hashing import sha256_file
 from translit_plugin.safe_output import give_umask_permissions
 
 from .vocab import NUM_SPECIALS, SPM_FIRST_PIECE, load_spm, write_fairseq_dict
@@ -75,12 +76,6 @@ class TrimCheckError(TrimError):
 
 
 # ------------------------------------------------------------------------------------------------------- helpers
-def sha256_file(path: str | os.PathLike) -> str:
-    from .convert import sha256_files
-
-    return sha256_files([Path(path)])
-
-
 def _file_hashes(model_dir: Path, model_file: str = "model.pt") -> dict[str, str]:
     return {
         "model_sha256": sha256_file(model_dir / model_file),

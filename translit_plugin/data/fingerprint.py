@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from translit_plugin.data.errors import PairingError
+from translit_plugin.hashing import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -90,14 +91,6 @@ def split_entry(orig: dict[str, Any], latn: dict[str, Any]) -> dict[str, Any]:
         raise PairingError(f"the sides have {orig['sentences']} and {latn['sentences']} sentences; they cannot pair")
     pair = hashlib.sha256((orig["sha256"] + latn["sha256"]).encode("ascii")).hexdigest()
     return {"pairs": orig["sentences"], "orig": orig, "latn": latn, "pair_sha256": pair}
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
 
 
 def vocab_sha256(symbols: Iterable[str]) -> str:

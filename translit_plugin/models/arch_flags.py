@@ -14,21 +14,35 @@ ARCH_FIELDS = ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", "
                "layer_norm_eps", "activation_fn")  # fmt: skip
 
 
-def arch_flags(checkpoint: str) -> list[str]:
-    """``--encoder-layers 12 --encoder-embed-dim 384 ...`` read from a fairseq checkpoint's saved model config."""
+def network(model_cfg) -> dict:
+    """The ``ARCH_FIELDS`` a model config sets (LayerNorm eps as a float; configs from before the option: 1e-5)."""
+    values = {name: getattr(model_cfg, name, None) for name in ARCH_FIELDS}
+    values["layer_norm_eps"] = float(values["layer_norm_eps"] or 1e-5)
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def checkpoint_network(checkpoint: str) -> dict:
+    """:func:`network` of a fairseq checkpoint's saved model config ({} when it saved none)."""
     import torch
 
     import translit_plugin.checkpoint_compat  # noqa: F401  (weights-only allow-list for fairseq's config classes)
 
     state = torch.load(checkpoint, map_location="cpu", mmap=True)
-    model = state["cfg"]["model"]
+    model = getattr(state.get("cfg"), "model", None) if state.get("cfg") is not None else None
+    return network(model) if model is not None else {}
+
+
+def as_flags(values: dict) -> list[str]:
+    """``{"encoder_embed_dim": 384, ...}`` -> ``["--encoder-embed-dim", "384", ...]``."""
     flags: list[str] = []
-    for name in ARCH_FIELDS:
-        value = getattr(model, name, None)
-        if value is None:
-            continue
-        flags += [f"--{name.replace('_', '-')}", repr(float(value)) if name == "layer_norm_eps" else str(value)]
+    for name, value in values.items():
+        flags += [f"--{name.replace('_', '-')}", repr(value) if isinstance(value, float) else str(value)]
     return flags
+
+
+def arch_flags(checkpoint: str) -> list[str]:
+    """``--encoder-layers 12 --encoder-embed-dim 384 ...`` read from a fairseq checkpoint's saved model config."""
+    return as_flags(checkpoint_network(checkpoint))
 
 
 if __name__ == "__main__":

@@ -622,33 +622,20 @@ def _check_architecture(path: str, model_cfg) -> None:
     Sizes that differ would fail later with a shape error; an epsilon that differs (multilingual-e5: 1e-12, fairseq's
     default: 1e-5) would load silently and change every hidden state, so both are refused here with the flags to pass.
     """
-    import torch
-
-    from translit_plugin.models.arch_flags import ARCH_FIELDS
+    from translit_plugin.models.arch_flags import as_flags, checkpoint_network, network
 
     try:
-        state = torch.load(path, map_location="cpu", mmap=True)
+        theirs = checkpoint_network(path)
     except Exception as err:  # unreadable here: fairseq reports it when it loads the file
         logger.debug("could not read %s (%s); skipping the architecture check", path, err)
         return
-    cfg = state.get("cfg")
-    start = getattr(cfg, "model", None) if cfg is not None else None
-    if start is None:
-        return
-    differ = []
-    for name in ARCH_FIELDS:
-        theirs, ours = getattr(start, name, None), getattr(model_cfg, name, None)
-        if name == "layer_norm_eps":  # checkpoints from before the option computed with fairseq's 1e-5
-            theirs, ours = float(theirs or 1e-5), float(ours or 1e-5)
-        if theirs is not None and ours is not None and theirs != ours:
-            differ.append((name, theirs, ours))
+    ours = network(model_cfg)
+    differ = {name: value for name, value in theirs.items() if name in ours and ours[name] != value}
     if differ:
-        flags = " ".join(f"--{n.replace('_', '-')} {t!r}" if isinstance(t, float) else f"--{n.replace('_', '-')} {t}"
-                         for n, t, _ in differ)  # fmt: skip
-        what = ", ".join(f"{n} {t} (this run: {o})" for n, t, o in differ)
+        what = ", ".join(f"{n} {t} (this run: {ours[n]})" for n, t in differ.items())
         raise TranslitDataError(
-            f"{path} is a different network than this run builds: {what}; add {flags} (all of them: "
-            f"`python -m translit_plugin.models.arch_flags {path}`)"
+            f"{path} is a different network than this run builds: {what}; add {' '.join(as_flags(differ))} (all of "
+            f"them: `python -m translit_plugin.models.arch_flags {path}`)"
         )
 
 

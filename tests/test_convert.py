@@ -193,7 +193,7 @@ def test_dictionary_size_disagrees_with_embeddings(tiny_hf_dir, tmp_path):
 
 
 def test_existing_output_needs_force(tiny_hf_dir, tmp_path):
-    from translit_plugin.safe_output import UnsafeOutputError
+    from translit_plugin.core.safe_output import UnsafeOutputError
 
     out = tmp_path / "out"
     out.mkdir()

@@ -51,7 +51,7 @@ def raw_corpus(lang: str, n: int = 150) -> list[bytes]:
 def prepare_split_of_raw_lines(raw: list[bytes], lang: str) -> dict[str, list[bytes]]:
     """The raw lines ``prepare`` puts in train and valid (its clean + sample rules with the options used here)."""
     from translit_plugin.cli.transliterate import decode_raw
-    from translit_plugin.prepare.lines import to_single_line
+    from translit_plugin.core.lines import to_single_line
     from translit_plugin.prepare.sample import SampleConfig, choose
 
     kept = [line for line in raw if to_single_line(decode_raw(line))]

@@ -105,7 +105,7 @@ def test_export_missing_or_truncated_checkpoint(run_dir, tmp_path, capsys):
 
 def test_errors_inside_the_staging_directory_name_the_output(tmp_path):
     from translit_plugin.convert import ConversionError
-    from translit_plugin.safe_output import staged_dir
+    from translit_plugin.core.safe_output import staged_dir
 
     out = tmp_path / "model"
     with pytest.raises(ConversionError) as info:
@@ -161,7 +161,7 @@ def test_staged_outputs_get_normal_directory_permissions(tmp_path):
     """mkdtemp makes 0700 directories; a finished output must be readable like any directory mkdir makes."""
     import os
 
-    from translit_plugin.safe_output import staged_dir
+    from translit_plugin.core.safe_output import staged_dir
 
     with staged_dir(tmp_path / "out", force=False, inputs=[], marker="conversion.json") as tmp:
         (tmp / "conversion.json").write_text("{}")

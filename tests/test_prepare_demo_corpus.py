@@ -12,7 +12,7 @@ import struct
 import pytest
 from prepare_helpers import REPO
 
-from translit_plugin.prepare.lines import is_single_line
+from translit_plugin.core.lines import is_single_line
 
 DATA = REPO / "examples" / "data"
 LANGS = ("ara_Arab", "fas_Arab", "amh_Ethi", "ell_Grek", "heb_Hebr", "tur_Latn", "zho_Hans", "zho_Hant", "kor_Hang",

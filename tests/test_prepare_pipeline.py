@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from prepare_helpers import ADVERSARIAL_LINES, build_model_dir, demo_lines, write_raw
 
+from translit_plugin.core.lines import to_single_line
 from translit_plugin.prepare.chunks import AlignmentError
 from translit_plugin.prepare.latn_check import LatnCheckConfig
-from translit_plugin.prepare.lines import to_single_line
 from translit_plugin.prepare.pipeline import PrepareConfig, run_prepare
 from translit_plugin.prepare.sample import SampleConfig
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from prepare_helpers import ADVERSARIAL_LINES, REPO, write_raw
 
+from translit_plugin.core.lines import count_lines, is_single_line, iter_lines, iter_raw_lines, to_single_line
 from translit_plugin.prepare.clean import CleanConfig, clean_language
 from translit_plugin.prepare.groups import load_group
-from translit_plugin.prepare.lines import count_lines, is_single_line, iter_lines, iter_raw_lines, to_single_line
 from translit_plugin.prepare.sample import SampleConfig, choose, sample_language, sample_size
 
 BREAKERS = "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # everything str.splitlines splits on

@@ -11,7 +11,7 @@ import pytest
 
 uroman = pytest.importorskip("uroman")
 
-from translit_plugin.prepare.lines import is_single_line  # noqa: E402
+from translit_plugin.core.lines import is_single_line  # noqa: E402
 from translit_plugin.transliterate import Transliterator, uroman_code, uroman_version  # noqa: E402
 
 MINI_TEST = Path(uroman.__file__).resolve().parent / "mini-test"

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from .hashing import sha256_files
+from .core.hashing import sha256_files
 from .vocab import NUM_SPECIALS, SPM_FIRST_PIECE, load_spm, write_fairseq_dict
 
 logger = logging.getLogger(__name__)
@@ -300,9 +300,9 @@ def staged_output(out_dir: Path, force: bool, inputs: list[Path], marker: str, c
     """Write into a temporary sibling directory and move it into place only when everything succeeded.
 
     Refuses an ``out_dir`` that is, contains or is inside one of ``inputs``, and replaces an existing one (``force``)
-    only if it carries ``marker`` and nothing but our files (:func:`translit_plugin.safe_output.staged_dir`).
+    only if it carries ``marker`` and nothing but our files (:func:`translit_plugin.core.safe_output.staged_dir`).
     """
-    from .safe_output import staged_dir
+    from .core.safe_output import staged_dir
 
     with staged_dir(out_dir, force, inputs, marker, command) as tmp:
         yield tmp

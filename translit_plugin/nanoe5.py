@@ -63,7 +63,7 @@ from pathlib import Path
 
 import numpy as np
 
-from translit_plugin.safe_output import give_umask_permissions
+from translit_plugin.core.safe_output import give_umask_permissions
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ Uses the official Python port of uroman (PyPI ``uroman``; Hermjakob et al., 2018
   outputs are identical across processes, worker counts and resumed runs.  Cache on and off differ slightly
   (e.g. spacing after Chinese full-width punctuation); the default (on) is what uroman's CLI and reference file use.
 * :meth:`Transliterator.romanize` returns uroman's raw string; :meth:`Transliterator.transliterate` additionally
-  makes it one clean line (``prepare.lines.to_single_line``) so the Latin side obeys the same line contract as the
+  makes it one clean line (``core.lines.to_single_line``) so the Latin side obeys the same line contract as the
   original side.
 """
 
@@ -22,7 +22,7 @@ import logging
 import re
 from collections.abc import Sequence
 
-from translit_plugin.prepare.lines import to_single_line
+from translit_plugin.core.lines import to_single_line
 
 logger = logging.getLogger(__name__)
 

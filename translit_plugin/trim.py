@@ -46,8 +46,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from translit_plugin.hashing import sha256_file
-from translit_plugin.safe_output import give_umask_permissions
+from translit_plugin.core.hashing import sha256_file
+from translit_plugin.core.safe_output import give_umask_permissions
 
 from .vocab import NUM_SPECIALS, SPM_FIRST_PIECE, load_spm, write_fairseq_dict
 
@@ -173,7 +173,7 @@ class CorpusText:
 
 def _iter_text_file(path: Path) -> Iterator[CorpusText]:
     """A raw text file: each line as ``prepare`` cleans it and, when different, as given (what the hub sees)."""
-    from .prepare.lines import iter_raw_lines, to_single_line
+    from translit_plugin.core.lines import iter_raw_lines, to_single_line
 
     for i, raw in enumerate(iter_raw_lines(path), start=1):
         clean = to_single_line(raw)
@@ -184,7 +184,7 @@ def _iter_text_file(path: Path) -> Iterator[CorpusText]:
 
 def _iter_tsv(path: Path) -> Iterator[CorpusText]:
     """``prepare``'s ``work/translit/LANG/*.tsv``: ``original<TAB>latin`` per line, both sides."""
-    from .prepare.lines import iter_lines
+    from translit_plugin.core.lines import iter_lines
 
     for i, rec in enumerate(iter_lines(path), start=1):
         orig, _, latn = rec.partition("\t")

@@ -63,7 +63,7 @@ def exit_code_for(e: BaseException) -> int | None:
     code = getattr(e, "exit_code", None)
     if isinstance(code, int):
         return code
-    from translit_plugin.safe_output import UnsafeOutputError
+    from translit_plugin.core.safe_output import UnsafeOutputError
 
     if isinstance(e, (OSError, ValueError, UnsafeOutputError)):
         return USAGE_ERROR

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from translit_plugin.safe_output import START_MODEL_MARKER, staged_dir
+    from translit_plugin.core.safe_output import START_MODEL_MARKER, staged_dir
     from translit_plugin.start_model import build_random_xlmr, train_sentencepiece
 
     if args.hidden % args.heads:

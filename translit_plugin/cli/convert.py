@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from translit_plugin.convert import ConversionError, convert_hf_to_fairseq
-    from translit_plugin.safe_output import CONVERT_MARKER, check_not_input, check_replaceable_dir
+    from translit_plugin.core.safe_output import CONVERT_MARKER, check_not_input, check_replaceable_dir
 
     # refuse an unsafe output before the (long) conversion; convert_hf_to_fairseq checks again when it writes
     check_not_input(args.output, [args.source] if Path(args.source).exists() else [])

@@ -12,7 +12,7 @@ it; a line-count difference is an error, never a shift).  Outputs, for one ``--s
 
 ``fairseq-preprocess --only-source --srcdict MODEL/dict.txt`` then turns ``OUT/{split}.orig`` into exactly the ids
 ``prepare`` stores (``pieces + </s>``; prepare's data-bin and this path's are byte-identical for the same lines).
-Each line follows prepare's line contract (:mod:`translit_plugin.prepare.lines`: a raw line is made one clean line,
+Each line follows prepare's line contract (:mod:`translit_plugin.core.lines`: a raw line is made one clean line,
 so no piece can hold whitespace that fairseq's ``Dictionary.encode_line`` would split on) and prepare's encoding
 (:class:`translit_plugin.prepare.encode.SideEncoder`): a line longer than ``--max-tokens`` - 1 ids is cut to its first
 ``--max-tokens`` - 2 pieces (``</s>`` and the task's ``<s>`` make ``--max-tokens``) or, with ``--overlong drop``,
@@ -88,7 +88,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 # ------------------------------------------------------------------------------------------------------ one language
 def job_key(job: LangJob) -> str:
-    from translit_plugin.prepare.lines import file_stamp, stable_key
+    from translit_plugin.core.hashing import stable_key
+    from translit_plugin.prepare.records import file_stamp
 
     return stable_key({"format": FORMAT, "orig": file_stamp(job.orig), "latn": file_stamp(job.latn),
                        "model": job.model_key, "max_tokens": job.max_tokens, "overlong": job.overlong,
@@ -108,8 +109,10 @@ def _encoder(job: LangJob):
 
 def encode_language(job: LangJob) -> dict[str, Any]:
     """Encode one language's pairs into piece text + raw id files (skipped when up to date); return the record."""
+    from translit_plugin.core.files import tmp_path
+    from translit_plugin.core.lines import iter_raw_lines, to_single_line
     from translit_plugin.prepare.chunks import AlignmentError
-    from translit_plugin.prepare.lines import iter_raw_lines, read_done, tmp_path, to_single_line, write_done
+    from translit_plugin.prepare.records import read_done, write_done
 
     paths = _paths(job)
     marker = Path(job.prefix + ".done.json")
@@ -222,8 +225,9 @@ def encode_split(pairs: dict[str | None, tuple[Path, Path]], split: str, model_d
 
     from tqdm import tqdm
 
+    from translit_plugin.core.files import tmp_path
+    from translit_plugin.core.hashing import sha1_file, stable_key
     from translit_plugin.data.fingerprint import SideHasher, split_entry, write_pairing
-    from translit_plugin.prepare.lines import sha1_file, stable_key, tmp_path
     from translit_plugin.prepare.pipeline import _model_files, _pool_context
 
     if max_tokens < 3:

@@ -101,11 +101,11 @@ def build_options(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from translit_plugin.core.safe_output import check_file_output, first_line
     from translit_plugin.evaluation.models import parse_model_specs
     from translit_plugin.evaluation.readers import EvalDataError
     from translit_plugin.evaluation.results import ResultStore
     from translit_plugin.evaluation.runner import run_grid
-    from translit_plugin.safe_output import check_file_output, first_line
 
     if not args.data_dir.is_dir():
         raise FileNotFoundError(f"--data-dir {args.data_dir} is not a directory")

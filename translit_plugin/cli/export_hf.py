@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     import zipfile
 
     from translit_plugin.convert import ConversionError, export_fairseq_to_hf
-    from translit_plugin.safe_output import EXPORT_MARKER, check_not_input, check_replaceable_dir
+    from translit_plugin.core.safe_output import EXPORT_MARKER, check_not_input, check_replaceable_dir
 
     checkpoint = Path(args.checkpoint)
     if not checkpoint.is_file():

@@ -119,11 +119,11 @@ def _parse_codes(items: list[str]) -> dict[str, str | None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from translit_plugin.core.safe_output import UnsafeOutputError, check_not_input
     from translit_plugin.prepare.clean import CleanConfig
     from translit_plugin.prepare.latn_check import LatnCheckConfig
     from translit_plugin.prepare.pipeline import PrepareConfig, PrepareInputError, run_prepare
     from translit_plugin.prepare.sample import SampleConfig
-    from translit_plugin.safe_output import UnsafeOutputError, check_not_input
 
     if args.shard_id >= args.num_shards:
         raise PrepareInputError(f"--shard-id {args.shard_id} must be below --num-shards {args.num_shards}")

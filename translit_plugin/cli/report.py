@@ -45,8 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from translit_plugin.core.safe_output import UnsafeOutputError, check_file_output, first_line
     from translit_plugin.evaluation.report import write_report
-    from translit_plugin.safe_output import UnsafeOutputError, check_file_output, first_line
 
     # the report files may sit next to the results, but never replace one, nor a file this command did not write
     if args.out_dir.exists() and not args.out_dir.is_dir():

@@ -42,10 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from translit_plugin.core.safe_output import check_file_output
     from translit_plugin.evaluation.models import default_device
     from translit_plugin.evaluation.runner import EvalOptions
     from translit_plugin.evaluation.selection import CACHE_NAME, find_checkpoints, select_checkpoint
-    from translit_plugin.safe_output import check_file_output
 
     if not args.run_dir.is_dir():
         raise FileNotFoundError(f"run directory not found: {args.run_dir}")

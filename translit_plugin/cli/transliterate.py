@@ -5,7 +5,7 @@ The first step of the ``fairseq-preprocess`` path (README, "With fairseq-preproc
 of the output is the transliteration of line i of the input, always (an empty input line, or one longer than
 ``--max-chars`` characters, gives an empty line; ``translit-ppa encode`` then drops that pair).
 
-Each line is read under prepare's line contract (:mod:`translit_plugin.prepare.lines`: split on ``\\n`` only, invalid
+Each line is read under prepare's line contract (:mod:`translit_plugin.core.lines`: split on ``\\n`` only, invalid
 UTF-8 replaced, then made one clean line) and romanized with uroman and the language's code, exactly as ``prepare``
 does (:class:`translit_plugin.transliterate.Transliterator`), so the same lines give the same Latin text.
 
@@ -76,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def decode_raw(raw: bytes) -> str:
-    """One raw line as :func:`translit_plugin.prepare.lines.iter_raw_lines` decodes it."""
+    """One raw line as :func:`translit_plugin.core.lines.iter_raw_lines` decodes it."""
     if raw.endswith(b"\n"):
         raw = raw[:-1]
     if raw.endswith(b"\r"):
@@ -126,7 +126,7 @@ def _transliterator(cache_size: int):
 
 
 def job_key(job: Job) -> str:
-    from translit_plugin.prepare.lines import stable_key
+    from translit_plugin.core.hashing import stable_key
     from translit_plugin.transliterate import uroman_version
 
     return stable_key({"format": FORMAT, "input": job.input_key, "start": job.start, "n": job.n_lines,
@@ -136,7 +136,9 @@ def job_key(job: Job) -> str:
 
 def run_job(job: Job) -> int:
     """Romanize one chunk (skipped when up to date); return its line count."""
-    from translit_plugin.prepare.lines import read_done, to_single_line, write_done, write_lines
+    from translit_plugin.core.files import write_lines
+    from translit_plugin.core.lines import to_single_line
+    from translit_plugin.prepare.records import read_done, write_done
 
     out = Path(job.out)
     key = job_key(job)
@@ -165,8 +167,8 @@ def run_job(job: Job) -> int:
 def run_jobs(jobs: list[Job], workers: int, progress: bool) -> None:
     from tqdm import tqdm
 
-    from translit_plugin.prepare.lines import read_done
     from translit_plugin.prepare.pipeline import _pool_context, plan_runs
+    from translit_plugin.prepare.records import read_done
 
     pending = [job for job in jobs if read_done(Path(job.out), job_key(job)) is None]
     logger.info("transliterate: %d chunks, %d up to date, %d to do (%d lines) with %d worker(s)", len(jobs),
@@ -199,7 +201,10 @@ def transliterate_files(files: dict[str, Path], outputs: dict[str, Path], work: 
                         max_chars: int = 10000, cache_size: int = 65536, chunk_size: int = 5000, workers: int = 1,
                         progress: bool = True) -> dict[str, dict[str, Any]]:
     """Transliterate each ``files[lang]`` into ``outputs[lang]`` (resumable, see the module docstring)."""
-    from translit_plugin.prepare.lines import count_lines, file_stamp, read_done, stable_key, tmp_path, write_done
+    from translit_plugin.core.files import tmp_path
+    from translit_plugin.core.hashing import stable_key
+    from translit_plugin.core.lines import count_lines
+    from translit_plugin.prepare.records import file_stamp, read_done, write_done
     from translit_plugin.transliterate import uroman_version
 
     if chunk_size < 1:

@@ -43,8 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from translit_plugin.core.hashing import sha256_file
 from translit_plugin.data.errors import PairingError
-from translit_plugin.hashing import sha256_file
 
 logger = logging.getLogger(__name__)
 

@@ -24,15 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from translit_plugin.prepare.lines import (
-    iter_lines,
-    read_done,
-    sha1_file,
-    stable_key,
-    tmp_path,
-    to_single_line,
-    write_done,
-)
+from translit_plugin.core.files import tmp_path
+from translit_plugin.core.hashing import sha1_file, stable_key
+from translit_plugin.core.lines import iter_lines, to_single_line
+from translit_plugin.prepare.records import read_done, write_done
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Stage 1, clean: raw ``{lang_Script}.txt`` -> ``work/clean/{lang}.txt``, one clean single line per kept sentence.
 
 Streams the input (memory does not grow with the file, except for ``dedupe``, which keeps an 8-byte hash per unique
-line).  Each line is decoded and made single-line under the line contract of :mod:`translit_plugin.prepare.lines`;
+line).  Each line is decoded and made single-line under the line contract of :mod:`translit_plugin.core.lines`;
 then empty lines and lines longer than ``max_chars`` characters (they would stall uroman and be truncated anyway) are
 dropped, and with ``dedupe`` exact repeats too.  Nothing is paired yet, so dropping here cannot misalign anything.
 """
@@ -15,15 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from translit_plugin.hashing import sha256_file
-from translit_plugin.prepare.lines import (
-    iter_raw_lines,
-    read_done,
-    stable_key,
-    tmp_path,
-    to_single_line,
-    write_done,
-)
+from translit_plugin.core.files import tmp_path
+from translit_plugin.core.hashing import sha256_file, stable_key
+from translit_plugin.core.lines import iter_raw_lines, to_single_line
+from translit_plugin.prepare.records import read_done, write_done
 
 logger = logging.getLogger(__name__)
 

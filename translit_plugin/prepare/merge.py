@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from translit_plugin.core.files import tmp_path
 from translit_plugin.prepare.chunks import SIDES, ChunkTask
-from translit_plugin.prepare.lines import tmp_path
 
 logger = logging.getLogger(__name__)
 

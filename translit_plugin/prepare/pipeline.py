@@ -1,7 +1,7 @@
 """The ``prepare`` pipeline: clean -> sample -> transliterate + binarize (per chunk, parallel) -> merge -> verify.
 
 :func:`run_prepare` is what ``translit-ppa prepare`` calls.  Every stage is skipped when its output is up to date
-(see :mod:`translit_plugin.prepare.lines`), so rerunning an interrupted command resumes it, and rerunning a finished
+(see :mod:`translit_plugin.prepare.records`), so rerunning an interrupted command resumes it, and rerunning a finished
 one only re-verifies and rewrites the manifest.  See the package docstring for the output layout.
 """
 
@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from translit_plugin.core.hashing import sha1_file, stable_key
 from translit_plugin.prepare.chunks import (
     DROP_REASONS,
     SIDES,
@@ -34,7 +35,7 @@ from translit_plugin.prepare.chunks import (
 )
 from translit_plugin.prepare.clean import CleanConfig, clean_language
 from translit_plugin.prepare.latn_check import LatnCheckConfig
-from translit_plugin.prepare.lines import read_done, sha1_file, stable_key, write_done
+from translit_plugin.prepare.records import read_done, write_done
 from translit_plugin.prepare.sample import SPLITS, SampleConfig, chunk_name, sample_language
 
 logger = logging.getLogger(__name__)

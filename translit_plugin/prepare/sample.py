@@ -19,7 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from translit_plugin.prepare.lines import iter_lines, read_done, stable_key, tmp_path, write_done
+from translit_plugin.core.files import tmp_path
+from translit_plugin.core.hashing import stable_key
+from translit_plugin.core.lines import iter_lines
+from translit_plugin.prepare.records import read_done, write_done
 
 logger = logging.getLogger(__name__)
 

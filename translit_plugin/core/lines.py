@@ -1,4 +1,4 @@
-"""What a line is, and small file helpers shared by the prepare stages.
+"""What a line is: the contract every reader and writer of the package keeps.
 
 **Line contract.**  A raw input line is a ``\\n``-terminated byte sequence (a final line without ``\\n`` counts too).
 It is decoded as UTF-8 with invalid bytes replaced by U+FFFD (the same replacement uroman's own file reader makes), a
@@ -13,13 +13,9 @@ merge lines differently.  Every intermediate text file is written with ``\\n`` l
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import unicodedata
-from collections.abc import Iterable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 _BOM = "\ufeff"
 
@@ -70,69 +66,3 @@ def count_lines(path: str | os.PathLike) -> int:
             n += block.count(b"\n")
             last = block[-1:]
     return n + (last != b"\n")
-
-
-def tmp_path(path: Path) -> Path:
-    """A temporary sibling path unique to this process (atomic write: write it, then ``os.replace``)."""
-    return path.with_name(f".{path.name}.tmp{os.getpid()}")
-
-
-def write_lines(path: Path, lines: Iterable[str]) -> int:
-    """Atomically write ``lines`` (each must be single-line) with ``\\n`` ends; return the count."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_path(path)
-    n = 0
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        for line in lines:
-            f.write(line)
-            f.write("\n")
-            n += 1
-    os.replace(tmp, path)
-    return n
-
-
-def sha1_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
-def file_stamp(path: str | os.PathLike) -> dict[str, Any]:
-    """Cheap identity of an input file (path, size, mtime): changes when the file is replaced or edited."""
-    st = os.stat(path)
-    return {"path": str(Path(path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
-def stable_key(obj: Any) -> str:
-    """Hash of a JSON-serialisable object: the "up to date" key of a stage output."""
-    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode("utf-8")).hexdigest()
-
-
-def done_path(output: Path) -> Path:
-    return output.with_name(output.name + ".done.json")
-
-
-def read_done(output: Path, key: str, marker: Path | None = None) -> dict[str, Any] | None:
-    """The stage record of ``output`` if it exists, matches ``key`` and the output is still there; else None.
-
-    ``marker`` overrides where the record lives (default: ``output`` + ``.done.json``)."""
-    marker = marker or done_path(output)
-    if not marker.is_file() or not output.exists():
-        return None
-    try:
-        record = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return record if record.get("key") == key else None
-
-
-def write_done(output: Path, key: str, record: dict[str, Any], marker: Path | None = None) -> dict[str, Any]:
-    """Mark ``output`` as up to date for ``key`` (written last, atomically, after the output itself)."""
-    record = {**record, "key": key}
-    marker = marker or done_path(output)
-    tmp = tmp_path(marker)
-    tmp.write_text(json.dumps(record, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, marker)
-    return record

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "examples" / "data" / "train"
 BIN = Path(sys.executable).parent
 LANGS = ("ell_Grek", "kor_Hang")
-MAX_TOKENS = "128"  # the tiny model's positions
+MAX_LENGTH = "128"  # the tiny model's positions
 PREPARE_SAMPLING = ["--valid-size", "20", "--valid-max-fraction", "0.2"]
 TERMS = ("loss_mlm_orig", "loss_mlm_latn", "loss_seq", "loss_tlm", "seq_acc")
 
@@ -95,7 +95,7 @@ def built(tiny_model_dir, tmp_path_factory):
 
     # 1. translit-ppa prepare (the reference)
     assert translit_ppa(["prepare", "--input", str(raw_dir), "--model-dir", str(tiny_model_dir), "--output",
-                         str(root / "prepared"), *PREPARE_SAMPLING, "--max-tokens", MAX_TOKENS, "--workers", "1",
+                         str(root / "prepared"), *PREPARE_SAMPLING, "--max-length", MAX_LENGTH, "--workers", "1",
                          "--verify-translit", "5", "--no-progress"]) == 0
 
     # 2. the fairseq-preprocess path (README): transliterate, encode, fairseq-preprocess per side
@@ -106,7 +106,7 @@ def built(tiny_model_dir, tmp_path_factory):
                              "--no-progress"]) == 0
         assert translit_ppa(["encode", "--model-dir", str(tiny_model_dir), "--orig", str(text), "--latn",
                              str(root / "latn" / split), "--split", split, "--output", str(pieces), "--data-bin",
-                             str(data), "--max-tokens", MAX_TOKENS, "--workers", "2", "--no-progress"]) == 0
+                             str(data), "--max-length", MAX_LENGTH, "--workers", "2", "--no-progress"]) == 0
     wait_all([fairseq_preprocess(tiny_model_dir, pieces, data, side) for side in ("orig", "latn")])
     return {"root": root, "prepared": root / "prepared" / "data-bin", "data": data, "pieces": pieces}
 

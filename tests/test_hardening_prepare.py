@@ -178,8 +178,8 @@ def test_empty_language_is_an_error_or_a_warning(tmp_path, model_dir, capsys):
 
 @pytest.mark.parametrize("option,value", [
     ("--sample-fraction", "-0.1"), ("--sample-fraction", "1.5"), ("--sample-min", "-5"), ("--workers", "0"),
-    ("--chunk-size", "0"), ("--valid-max-fraction", "1"), ("--max-tokens", "2"), ("--latn-min-similarity", "nan"),
-    ("--latn-check", "-1"), ("--verify-samples", "x"),
+    ("--chunk-size", "0"), ("--valid-max-fraction", "1"), ("--max-length", "2"), ("--max-tokens", "2"),
+    ("--latn-min-similarity", "nan"), ("--latn-check", "-1"), ("--verify-samples", "x"),
 ])  # fmt: skip
 def test_nonsense_numbers_are_usage_errors(tmp_path, model_dir, capsys, option, value):
     inp = write_input(tmp_path / "in", ("ell_Grek",))
@@ -188,6 +188,32 @@ def test_nonsense_numbers_are_usage_errors(tmp_path, model_dir, capsys, option, 
     assert info.value.code == 2
     assert f"argument {option}" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command,required", [
+    ("prepare", ["--input", "in", "--model-dir", "m", "--output", "out"]),
+    ("encode", ["--model-dir", "m", "--orig", "o", "--latn", "l", "--split", "train", "--output", "p", "--data-bin",
+                "d"]),
+])  # fmt: skip
+def test_max_tokens_is_a_hidden_deprecated_alias_of_max_length(command, required, caplog):
+    """The length budget is --max-length (fairseq's --max-tokens is a batching flag); the old name still works, with
+    one warning, and is not in the help."""
+    import argparse
+    import importlib
+    import logging
+
+    from translit_plugin.cli.prepare import warn_deprecated
+
+    parser = argparse.ArgumentParser()
+    importlib.import_module(f"translit_plugin.cli.{command}").add_arguments(parser)
+    assert "--max-length" in parser.format_help() and "--max-tokens" not in parser.format_help()
+    assert parser.parse_args(required).max_length == 512
+    assert parser.parse_args([*required, "--max-length", "64"]).max_length == 64
+    args = parser.parse_args([*required, "--max-tokens", "64", "--max-tokens", "100"])
+    assert args.max_length == 100
+    with caplog.at_level(logging.WARNING):
+        warn_deprecated(args)
+    assert caplog.text.count("--max-tokens is deprecated, use --max-length") == 1
 
 
 def test_shard_id_out_of_range(tmp_path, model_dir, capsys):

@@ -52,11 +52,11 @@ def raw_corpus(lang: str, n_real: int = 30, offset: int = 0) -> list[bytes]:
         out.append(line)
         if i < len(ADVERSARIAL_LINES):
             out.append(ADVERSARIAL_LINES[i])
-    out.insert(5, (" ".join(demo_lines(lang, 60, 100))).encode("utf-8"))  # very long line (> max_tokens)
+    out.insert(5, (" ".join(demo_lines(lang, 60, 100))).encode("utf-8"))  # very long line (> max_length)
     return out
 
 
-def expected_pairs(raw: list[bytes], lcode: str, tools, max_tokens: int) -> list[tuple]:
+def expected_pairs(raw: list[bytes], lcode: str, tools, max_length: int) -> list[tuple]:
     """What the data-bin must hold for one language, computed line by line without the pipeline."""
     sp, dictionary, tr = tools
     out = []
@@ -73,8 +73,8 @@ def expected_pairs(raw: list[bytes], lcode: str, tools, max_tokens: int) -> list
         for text in (line, latn):
             x = dictionary.encode_line(" ".join(sp.EncodeAsPieces(text)), append_eos=True,
                                        add_if_not_exist=False).numpy().astype(np.int64)
-            if len(x) > max_tokens - 1:
-                x = np.concatenate([x[: max_tokens - 2], [dictionary.eos()]])
+            if len(x) > max_length - 1:
+                x = np.concatenate([x[: max_length - 2], [dictionary.eos()]])
             ids.append(x)
         if min(len(x) for x in ids) <= 1:
             continue
@@ -110,13 +110,13 @@ def test_adversarial_lines_never_shift_pairs(tmp_path, model_dir, tools):
     """Every stored pair (all of them, not a sample) is the pair the line-by-line reference computes."""
     sp, dictionary, _ = tools
     inp, raws = make_input(tmp_path)
-    max_tokens = 64  # the long line must be truncated
-    manifest = run_prepare(config(inp, model_dir, tmp_path / "out", max_tokens=max_tokens))
+    max_length = 64  # the long line must be truncated
+    manifest = run_prepare(config(inp, model_dir, tmp_path / "out", max_length=max_length))
     orig, latn, lang_ids, langs = read_bin(tmp_path / "out" / "data-bin", "train")
     assert langs == sorted(LANGS)
     expected = []
     for lang in langs:
-        expected += [(lang, *p) for p in expected_pairs(raws[lang], lang[:3], tools, max_tokens)]
+        expected += [(lang, *p) for p in expected_pairs(raws[lang], lang[:3], tools, max_length)]
     assert len(orig) == len(latn) == len(lang_ids) == len(expected) == manifest["pairs"]["train"]
     for i, (lang, text, latin, o_ids, l_ids) in enumerate(expected):
         assert langs[lang_ids[i]] == lang
@@ -124,7 +124,7 @@ def test_adversarial_lines_never_shift_pairs(tmp_path, model_dir, tools):
         np.testing.assert_array_equal(latn[i].numpy(), l_ids, err_msg=f"latn {i} {latin!r}")
         # decoding both sides gives back this pair's text (modulo unknown pieces / truncation)
         decoded = sp.DecodePieces([dictionary[t] for t in latn[i].numpy()[:-1]])
-        if len(l_ids) < max_tokens - 1 and dictionary.unk() not in l_ids:
+        if len(l_ids) < max_length - 1 and dictionary.unk() not in l_ids:
             assert decoded == sp.DecodePieces(sp.EncodeAsPieces(latin))
     # the adversarial rules did fire
     per = manifest["per_language"]
@@ -134,19 +134,19 @@ def test_adversarial_lines_never_shift_pairs(tmp_path, model_dir, tools):
     dropped = sum(sum(per[lang]["train"]["dropped"].values()) for lang in LANGS)
     assert dropped >= 2  # the zero-width-space lines encode to nothing / transliterate to nothing
     for ds in (orig, latn):
-        assert max(len(ds[i]) for i in range(len(ds))) <= max_tokens - 1
+        assert max(len(ds[i]) for i in range(len(ds))) <= max_length - 1
         assert all(ds[i][-1] == dictionary.eos() for i in range(len(ds)))
 
 
 def test_overlong_drop_drops_both_sides(tmp_path, model_dir, tools):
     inp, raws = make_input(tmp_path)
-    max_tokens = 64
-    manifest = run_prepare(config(inp, model_dir, tmp_path / "out", max_tokens=max_tokens, overlong="drop"))
+    max_length = 64
+    manifest = run_prepare(config(inp, model_dir, tmp_path / "out", max_length=max_length, overlong="drop"))
     orig, latn, _, _ = read_bin(tmp_path / "out" / "data-bin", "train")
     kept = []
     for lang in sorted(LANGS):
         kept += [p for p in expected_pairs(raws[lang], lang[:3], tools, 10**6)
-                 if max(len(p[2]), len(p[3])) <= max_tokens - 1]
+                 if max(len(p[2]), len(p[3])) <= max_length - 1]
     assert len(orig) == len(latn) == len(kept)
     for i, (_, _, o_ids, l_ids) in enumerate(kept):
         np.testing.assert_array_equal(orig[i].numpy(), o_ids)

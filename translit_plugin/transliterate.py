@@ -1,4 +1,4 @@
-"""uroman wrapper: romanize text to Latin script with an explicit language code (imported only by ``prepare``).
+"""uroman wrapper: romanize text to Latin script with an explicit language code (``prepare``, ``transliterate``).
 
 Uses the official Python port of uroman (PyPI ``uroman``; Hermjakob et al., 2018), loaded once per process (~3 s,
 ~70 MB).  Facts that shape this wrapper:

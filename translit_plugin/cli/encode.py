@@ -14,8 +14,8 @@ it; a line-count difference is an error, never a shift).  Outputs, for one ``--s
 ``prepare`` stores (``pieces + </s>``; prepare's data-bin and this path's are byte-identical for the same lines).
 Each line follows prepare's line contract (:mod:`translit_plugin.core.lines`: a raw line is made one clean line,
 so no piece can hold whitespace that fairseq's ``Dictionary.encode_line`` would split on) and prepare's encoding
-(:class:`translit_plugin.prepare.encode.SideEncoder`): a line longer than ``--max-tokens`` - 1 ids is cut to its first
-``--max-tokens`` - 2 pieces (``</s>`` and the task's ``<s>`` make ``--max-tokens``) or, with ``--overlong drop``,
+(:class:`translit_plugin.prepare.encode.SideEncoder`): a line longer than ``--max-length`` - 1 ids is cut to its first
+``--max-length`` - 2 pieces (``</s>`` and the task's ``<s>`` make ``--max-length``) or, with ``--overlong drop``,
 dropped.  A pair is dropped on both sides together when the original is empty or longer than ``--max-chars``, its
 transliteration is empty, or either side encodes to nothing.
 
@@ -30,16 +30,18 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from translit_plugin.core.names import DEFAULT_MAX_LENGTH, LATN, ORIG, SIDES
+
 logger = logging.getLogger(__name__)
 
 FORMAT = 1
-SIDES = ("orig", "latn")
 DROP_REASONS = ("empty", "too_long", "empty_translit", "empty_encoding", "overlong")
 _WHITESPACE = re.compile(r"\s")  # what fairseq's tokenize_line splits on
 
@@ -53,12 +55,15 @@ class LangJob:
     spm_model: str
     dict_path: str
     model_key: str
-    max_tokens: int
+    max_length: int
     overlong: str
     max_chars: int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from translit_plugin.cli.prepare import add_max_length
+    from translit_plugin.prepare.clean import CleanConfig
+
     parser.description = __doc__.split("\n\n")[0]
     parser.add_argument("--model-dir", type=Path, required=True,
                         help="model directory with sentencepiece.bpe.model and dict.txt (from `translit-ppa convert`)")
@@ -74,11 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "pairing.json and language ids go here")
     parser.add_argument("--lang", default=None, help="lang_Script of single-file inputs (for language ids)")
     parser.add_argument("--langs", default=None, help="comma-separated lang_Script codes (directories; default: all)")
-    parser.add_argument("--max-tokens", type=int, default=512,
-                        help="max sequence length incl. <s> and </s>, as prepare (default: %(default)s)")
+    add_max_length(parser, DEFAULT_MAX_LENGTH)
     parser.add_argument("--overlong", choices=("truncate", "drop"), default="truncate",
                         help="longer lines: truncate (paper) or drop the pair (default: %(default)s)")
-    parser.add_argument("--max-chars", type=int, default=10000,
+    parser.add_argument("--max-chars", type=int, default=CleanConfig.max_chars,
                         help="drop pairs whose original is longer than this many characters, as prepare; 0 = no "
                         "limit (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
@@ -91,8 +95,9 @@ def job_key(job: LangJob) -> str:
     from translit_plugin.core.hashing import stable_key
     from translit_plugin.prepare.records import file_stamp
 
+    # "max_tokens" is the length budget's old name, kept so languages encoded before the rename stay up to date
     return stable_key({"format": FORMAT, "orig": file_stamp(job.orig), "latn": file_stamp(job.latn),
-                       "model": job.model_key, "max_tokens": job.max_tokens, "overlong": job.overlong,
+                       "model": job.model_key, "max_tokens": job.max_length, "overlong": job.overlong,
                        "max_chars": job.max_chars})
 
 
@@ -104,14 +109,60 @@ def _paths(job: LangJob) -> dict[str, Path]:
 def _encoder(job: LangJob):
     from translit_plugin.prepare.encode import SideEncoder
 
-    return SideEncoder(job.spm_model, job.dict_path, job.max_tokens, job.overlong)
+    return SideEncoder(job.spm_model, job.dict_path, job.max_length, job.overlong)
+
+
+def _pairs_of(job: LangJob) -> Iterator[tuple[int, str, str]]:
+    """``(line number, original, Latin)`` of each input line pair, both made single-line (the line contract);
+    :class:`~translit_plugin.prepare.chunks.AlignmentError` when the two files have different line counts."""
+    from translit_plugin.core.lines import iter_raw_lines, to_single_line
+    from translit_plugin.prepare.chunks import AlignmentError
+
+    latn_lines = iter_raw_lines(job.latn)
+    n = 0
+    for n, raw in enumerate(iter_raw_lines(job.orig), start=1):
+        raw_latn = next(latn_lines, None)
+        if raw_latn is None:
+            raise AlignmentError(f"{job.latn} has {n - 1} lines, fewer than {job.orig}; the transliteration "
+                                 "must have exactly one line per original line (a shift would misalign pairs)")
+        yield n, to_single_line(raw), to_single_line(raw_latn)
+    if next(latn_lines, None) is not None:
+        extra = 1 + sum(1 for _ in latn_lines)
+        raise AlignmentError(f"{job.latn} has {n + extra} lines, {job.orig} has {n}; the transliteration must "
+                             "have exactly one line per original line")
+
+
+def _encode_pair(job: LangJob, enc, text: dict[str, str]) -> tuple[str | None, dict[str, Any]]:
+    """``(why the pair is dropped, or None; both sides encoded when they were)`` under prepare's rules."""
+    if not text[ORIG]:
+        return "empty", {}
+    if job.max_chars and len(text[ORIG]) > job.max_chars:
+        return "too_long", {}
+    if not text[LATN]:
+        return "empty_translit", {}
+    encoded = {side: enc.encode(text[side]) for side in SIDES}
+    return next((e.drop_reason for e in encoded.values() if e.drop_reason is not None), None), encoded
+
+
+def _write_side(handles: dict[str, Any], job: LangJob, enc, side: str, text: str, ids: np.ndarray, n: int) -> None:
+    """One kept side: its pieces (as many as ``ids`` holds) to the text file, ``ids`` and its length to the raw files;
+    refuses pieces that fairseq-preprocess would not map one to one onto these ids."""
+    from translit_plugin.prepare.chunks import AlignmentError
+
+    pieces = enc.pieces(text)
+    whole = len(pieces) + 1  # pieces + </s> before truncation
+    if (len(ids) != min(whole, job.max_length - 1)) or not all(pieces) or _WHITESPACE.search("".join(pieces)):
+        raise AlignmentError(f"{job.orig if side == ORIG else job.latn}:{n}: the pieces of this line do not map one "
+                             f"to one onto ids ({pieces!r}); fairseq-preprocess would encode it differently from "
+                             "prepare")
+    handles[f"{side}.txt"].write(" ".join(pieces[: len(ids) - 1]) + "\n")
+    handles[f"{side}.ids"].write(ids.astype("<i4", copy=False).tobytes())
+    handles[f"{side}.sizes"].write(np.array([len(ids)], dtype="<i4").tobytes())
 
 
 def encode_language(job: LangJob) -> dict[str, Any]:
     """Encode one language's pairs into piece text + raw id files (skipped when up to date); return the record."""
     from translit_plugin.core.files import tmp_path
-    from translit_plugin.core.lines import iter_raw_lines, to_single_line
-    from translit_plugin.prepare.chunks import AlignmentError
     from translit_plugin.prepare.records import read_done, write_done
 
     paths = _paths(job)
@@ -121,7 +172,6 @@ def encode_language(job: LangJob) -> dict[str, Any]:
     if record is not None and all(p.exists() for p in paths.values()):
         return record
     enc = _encoder(job)
-    limit = job.max_tokens - 1
     Path(job.prefix).parent.mkdir(parents=True, exist_ok=True)
     tmps = {name: tmp_path(path) for name, path in paths.items()}
     handles = {name: open(tmps[name], "w", encoding="utf-8", newline="\n") if name.endswith("txt")
@@ -131,44 +181,17 @@ def encode_language(job: LangJob) -> dict[str, Any]:
     truncated = dict.fromkeys(SIDES, 0)
     n = kept = 0
     try:
-        latn_lines = iter_raw_lines(job.latn)
-        for n, raw in enumerate(iter_raw_lines(job.orig), start=1):
-            raw_latn = next(latn_lines, None)
-            if raw_latn is None:
-                raise AlignmentError(f"{job.latn} has {n - 1} lines, fewer than {job.orig}; the transliteration "
-                                     "must have exactly one line per original line (a shift would misalign pairs)")
-            text = {"orig": to_single_line(raw), "latn": to_single_line(raw_latn)}
-            reason = None
-            if not text["orig"]:
-                reason = "empty"
-            elif job.max_chars and len(text["orig"]) > job.max_chars:
-                reason = "too_long"
-            elif not text["latn"]:
-                reason = "empty_translit"
-            else:
-                encoded = {side: enc.encode(text[side]) for side in SIDES}
-                reason = next((e.drop_reason for e in encoded.values() if e.drop_reason is not None), None)
+        for n, orig, latn in _pairs_of(job):
+            text = {ORIG: orig, LATN: latn}
+            reason, encoded = _encode_pair(job, enc, text)
             if reason is not None:
                 drops[reason] += 1
                 dropped.append(n)
                 continue
             for side in SIDES:
-                ids = encoded[side].ids
-                pieces = enc.pieces(text[side])
-                whole = len(pieces) + 1  # pieces + </s> before truncation
-                if (len(ids) != min(whole, limit)) or not all(pieces) or _WHITESPACE.search("".join(pieces)):
-                    raise AlignmentError(f"{job.orig if side == 'orig' else job.latn}:{n}: the pieces of this line do "
-                                         f"not map one to one onto ids ({pieces!r}); fairseq-preprocess would "
-                                         "encode it differently from prepare")
-                handles[f"{side}.txt"].write(" ".join(pieces[: len(ids) - 1]) + "\n")
-                handles[f"{side}.ids"].write(ids.astype("<i4", copy=False).tobytes())
-                handles[f"{side}.sizes"].write(np.array([len(ids)], dtype="<i4").tobytes())
+                _write_side(handles, job, enc, side, text[side], encoded[side].ids, n)
                 truncated[side] += int(encoded[side].truncated)
             kept += 1
-        if next(latn_lines, None) is not None:
-            extra = 1 + sum(1 for _ in latn_lines)
-            raise AlignmentError(f"{job.latn} has {n + extra} lines, {job.orig} has {n}; the transliteration must "
-                                 "have exactly one line per original line")
     except BaseException:
         for h in handles.values():
             h.close()
@@ -216,45 +239,28 @@ def _lang_table(data_bin: Path, langs: list[str]) -> list[str]:
     return names + new
 
 
-def encode_split(pairs: dict[str | None, tuple[Path, Path]], split: str, model_dir: Path, out: Path, data_bin: Path,
-                 max_tokens: int = 512, overlong: str = "truncate", max_chars: int = 10000, workers: int = 1,
-                 progress: bool = True) -> dict[str, Any]:
-    """Encode every language of ``pairs`` and assemble ``OUT/{split}.{orig,latn}``, the split's fingerprint in
-    ``DATA/pairing.json``, and its language ids; return the ``OUT/{split}.encode.json`` record."""
-    import json
-
+def _encode_languages(jobs: list[LangJob], split: str, workers: int, progress: bool) -> list[dict[str, Any]]:
+    """:func:`encode_language` for every job (``workers`` processes when there are several languages)."""
     from tqdm import tqdm
 
-    from translit_plugin.core.files import tmp_path
-    from translit_plugin.core.hashing import sha1_file, stable_key
-    from translit_plugin.data.fingerprint import SideHasher, split_entry, write_pairing
-    from translit_plugin.prepare.pipeline import _model_files, _pool_context
+    from translit_plugin.prepare.pipeline import pool_context
 
-    if max_tokens < 3:
-        raise SystemExit(f"--max-tokens {max_tokens}: must be >= 3 (<s>, one piece, </s>)")
-    spm_model, dict_path = _model_files(model_dir)
-    targets = {side: out / f"{split}.{side}" for side in SIDES}
-    inputs = {Path(p).resolve() for pair in pairs.values() for p in pair}
-    for target in targets.values():
-        if target.resolve() in inputs:
-            raise SystemExit(f"--output {out}: {target} is one of the inputs; choose another output directory")
-    model_key = stable_key({"spm": sha1_file(spm_model), "dict": sha1_file(dict_path)})
-    work = out / ".work" / split
-    jobs = [LangJob(lang=lang or "all", orig=str(o), latn=str(la), prefix=str(work / (lang or "all")),
-                    spm_model=str(spm_model), dict_path=str(dict_path), model_key=model_key, max_tokens=max_tokens,
-                    overlong=overlong, max_chars=max_chars) for lang, (o, la) in pairs.items()]
     if workers > 1 and len(jobs) > 1:
-        with _pool_context().Pool(min(workers, len(jobs))) as pool:
+        with pool_context().Pool(min(workers, len(jobs))) as pool:
             records = list(tqdm(pool.imap(encode_language, jobs, chunksize=1), total=len(jobs), unit="lang",
                                 desc=f"encode {split}", disable=not progress))
             pool.close()
             pool.join()
-    else:
-        records = [encode_language(job) for job in tqdm(jobs, unit="lang", desc=f"encode {split}",
-                                                         disable=not progress)]
+        return records
+    return [encode_language(job) for job in tqdm(jobs, unit="lang", desc=f"encode {split}", disable=not progress)]
 
-    # assemble: piece files in language order, fingerprint from the ids, language ids
-    out.mkdir(parents=True, exist_ok=True)
+
+def _assemble(jobs: list[LangJob], targets: dict[str, Path], work: Path) -> dict[str, Any]:
+    """Write ``OUT/{split}.{orig,latn}`` from the languages' piece files, in order; return the split's fingerprint
+    entry, computed from the ids."""
+    from translit_plugin.core.files import tmp_path
+    from translit_plugin.data.fingerprint import SideHasher, split_entry
+
     hashers = {side: SideHasher() for side in SIDES}
     tmps = {side: tmp_path(targets[side]) for side in SIDES}
     for side in SIDES:
@@ -269,56 +275,90 @@ def encode_split(pairs: dict[str | None, tuple[Path, Path]], split: str, model_d
                     raise RuntimeError(f"{paths[f'{side}.ids']}: inconsistent with its sizes; delete {work} and rerun")
                 hashers[side].add_sizes(sizes)
                 hashers[side].add_ids(ids)
-    entry = split_entry(hashers["orig"].result(), hashers["latn"].result())
+    entry = split_entry(hashers[ORIG].result(), hashers[LATN].result())
     for side in SIDES:
         os.replace(tmps[side], targets[side])
+    return entry
 
-    names = [lang for lang in pairs if lang is not None]
+
+def _write_lang_ids(data_bin: Path, split: str, names: list[str], records: list[dict[str, Any]]) -> None:
+    """``DATA/{split}.lang.npy`` and ``DATA/langs.txt`` as prepare writes them (none without languages)."""
+    from translit_plugin.core.files import atomic_write_text, tmp_path
+
     lang_npy = data_bin / f"{split}.lang.npy"
     data_bin.mkdir(parents=True, exist_ok=True)
-    if names:
-        table = _lang_table(data_bin, names)
-        index = {name: i for i, name in enumerate(table)}
-        dtype = np.int16 if len(table) < 2**15 else np.int32
-        lang_ids = np.concatenate([np.full(r["kept"], index[lang], dtype=dtype) for lang, r in zip(names, records)])
-        tmp = tmp_path(data_bin / "langs.txt")
-        tmp.write_text("".join(f"{x}\n" for x in table), encoding="utf-8")
-        os.replace(tmp, data_bin / "langs.txt")
-        tmp = tmp_path(lang_npy)
-        with open(tmp, "wb") as f:
-            np.save(f, lang_ids)
-        os.replace(tmp, lang_npy)
-    elif lang_npy.exists():
-        logger.warning("removing %s: these inputs have no language (pass --lang to record one)", lang_npy)
-        lang_npy.unlink()
+    if not names:
+        if lang_npy.exists():
+            logger.warning("removing %s: these inputs have no language (pass --lang to record one)", lang_npy)
+            lang_npy.unlink()
+        return
+    table = _lang_table(data_bin, names)
+    index = {name: i for i, name in enumerate(table)}
+    dtype = np.int16 if len(table) < 2**15 else np.int32
+    lang_ids = np.concatenate([np.full(r["kept"], index[lang], dtype=dtype) for lang, r in zip(names, records)])
+    atomic_write_text(data_bin / "langs.txt", "".join(f"{x}\n" for x in table))
+    tmp = tmp_path(lang_npy)
+    with open(tmp, "wb") as f:
+        np.save(f, lang_ids)
+    os.replace(tmp, lang_npy)
+
+
+def encode_split(pairs: dict[str | None, tuple[Path, Path]], split: str, model_dir: Path, out: Path, data_bin: Path,
+                 max_length: int = DEFAULT_MAX_LENGTH, overlong: str = "truncate", max_chars: int = 10000,
+                 workers: int = 1, progress: bool = True) -> dict[str, Any]:
+    """Encode every language of ``pairs`` and assemble ``OUT/{split}.{orig,latn}``, the split's fingerprint in
+    ``DATA/pairing.json``, and its language ids; return the ``OUT/{split}.encode.json`` record."""
+    from translit_plugin.core.files import atomic_write_json
+    from translit_plugin.core.hashing import sha1_file, stable_key
+    from translit_plugin.data.fingerprint import write_pairing
+    from translit_plugin.prepare.pipeline import model_files
+
+    if max_length < 3:
+        raise SystemExit(f"--max-length {max_length}: must be >= 3 (<s>, one piece, </s>)")
+    spm_model, dict_path = model_files(model_dir)
+    targets = {side: out / f"{split}.{side}" for side in SIDES}
+    inputs = {Path(p).resolve() for pair in pairs.values() for p in pair}
+    for target in targets.values():
+        if target.resolve() in inputs:
+            raise SystemExit(f"--output {out}: {target} is one of the inputs; choose another output directory")
+    model_key = stable_key({"spm": sha1_file(spm_model), "dict": sha1_file(dict_path)})
+    work = out / ".work" / split
+    jobs = [LangJob(lang=lang or "all", orig=str(o), latn=str(la), prefix=str(work / (lang or "all")),
+                    spm_model=str(spm_model), dict_path=str(dict_path), model_key=model_key, max_length=max_length,
+                    overlong=overlong, max_chars=max_chars) for lang, (o, la) in pairs.items()]
+    records = _encode_languages(jobs, split, workers, progress)
+
+    out.mkdir(parents=True, exist_ok=True)
+    entry = _assemble(jobs, targets, work)
+    _write_lang_ids(data_bin, split, [lang for lang in pairs if lang is not None], records)
     write_pairing(data_bin, {split: entry}, dict_path, spm_model)
 
     summary = {
         "split": split, "pairs": entry["pairs"], "orig": [str(p[0]) for p in pairs.values()],
-        "latn": [str(p[1]) for p in pairs.values()], "model_dir": str(model_dir), "max_tokens": max_tokens,
+        "latn": [str(p[1]) for p in pairs.values()], "model_dir": str(model_dir), "max_length": max_length,
         "overlong": overlong, "max_chars": max_chars,
         "per_language": {r["lang"]: {k: r[k] for k in ("lines", "kept", "drops", "truncated", "dropped_lines")}
                          for r in records},
         "outputs": {side: str(targets[side]) for side in SIDES},
     }
-    tmp = tmp_path(out / f"{split}.encode.json")
-    tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, out / f"{split}.encode.json")
+    atomic_write_json(out / f"{split}.encode.json", summary, indent=2, ensure_ascii=False)
     drops = {k: sum(r["drops"][k] for r in records) for k in DROP_REASONS}
     logger.info("encode %s: %d pairs -> %s, %s (dropped: %s); fingerprint in %s", split, entry["pairs"],
-                targets["orig"], targets["latn"], drops, data_bin / "pairing.json")
+                targets[ORIG], targets[LATN], drops, data_bin / "pairing.json")
     if entry["pairs"] == 0:
         logger.warning("encode %s: no pairs; fairseq-preprocess would write an empty split the task refuses", split)
     return summary
 
 
 def run(args: argparse.Namespace) -> int:
+    from translit_plugin.cli.prepare import warn_deprecated
     from translit_plugin.prepare.chunks import AlignmentError
 
+    warn_deprecated(args)
     langs = [x for x in args.langs.split(",") if x] if args.langs else None
     pairs = pair_inputs(args.orig, args.latn, args.lang, langs)
     try:
-        encode_split(pairs, args.split, args.model_dir, args.output, args.data_bin, max_tokens=args.max_tokens,
+        encode_split(pairs, args.split, args.model_dir, args.output, args.data_bin, max_length=args.max_length,
                      overlong=args.overlong, max_chars=args.max_chars, workers=args.workers,
                      progress=not args.no_progress)
     except AlignmentError as e:

@@ -19,8 +19,35 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 
+class _DeprecatedAlias(argparse.Action):
+    """An old flag name: stores into the new flag's destination and notes its use (``warn_deprecated`` says so)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+        used = getattr(namespace, "deprecated_flags", [])
+        namespace.deprecated_flags = used if option_string in used else [*used, option_string]
+
+
+def add_max_length(group: argparse._ActionsContainer, default: int) -> None:
+    """``--max-length`` (the length budget of :mod:`translit_plugin.core.names`) and its old name ``--max-tokens``,
+    still accepted but hidden from the help (fairseq's ``--max-tokens`` is a batching flag, not a length)."""
+    from translit_plugin.cli.argtypes import int_at_least
+
+    group.add_argument("--max-length", type=int_at_least(3), default=default,
+                       help="longest sequence incl. <s> and </s>; longer lines keep their first pieces and </s> "
+                       "(default: %(default)s)")
+    group.add_argument("--max-tokens", dest="max_length", type=int_at_least(3), default=argparse.SUPPRESS,
+                       action=_DeprecatedAlias, help=argparse.SUPPRESS)
+
+
+def warn_deprecated(args: argparse.Namespace) -> None:
+    """One warning per deprecated flag the command line used."""
+    for flag in getattr(args, "deprecated_flags", []):
+        logger.warning("%s is deprecated, use --max-length (same meaning)", flag)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from translit_plugin.cli.argtypes import NONNEG, POSITIVE, float_in, int_at_least
+    from translit_plugin.cli.argtypes import NONNEG, POSITIVE, float_in
     from translit_plugin.prepare.clean import CleanConfig
     from translit_plugin.prepare.latn_check import LatnCheckConfig
     from translit_plugin.prepare.pipeline import STAGES, PrepareConfig
@@ -80,8 +107,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="uroman token cache entries, 0 = off (default: %(default)s, uroman's CLI default)")
 
     en = parser.add_argument_group("encoding")
-    en.add_argument("--max-tokens", type=int_at_least(3), default=p.max_tokens,
-                    help="max sequence length incl. <s> and </s> (default: %(default)s)")
+    add_max_length(en, p.max_length)
     en.add_argument("--overlong", choices=("truncate", "drop"), default=p.overlong,
                     help="longer pairs: truncate the long side (paper) or drop the pair (default: %(default)s)")
 
@@ -125,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
     from translit_plugin.prepare.pipeline import PrepareConfig, PrepareInputError, run_prepare
     from translit_plugin.prepare.sample import SampleConfig
 
+    warn_deprecated(args)
     if args.shard_id >= args.num_shards:
         raise PrepareInputError(f"--shard-id {args.shard_id} must be below --num-shards {args.num_shards}")
     # the output directory holds data-bin/, work/ and manifest.json: never an input, inside one, or around one
@@ -149,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         uroman_codes=_parse_codes(args.uroman_code),
         no_lang_code=args.no_lang_code,
         uroman_cache_size=args.uroman_cache_size,
-        max_tokens=args.max_tokens,
+        max_length=args.max_length,
         overlong=args.overlong,
         workers=args.workers,
         num_shards=args.num_shards,

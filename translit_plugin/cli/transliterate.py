@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from translit_plugin.transliterate import DEFAULT_CACHE_SIZE
+
 logger = logging.getLogger(__name__)
 
 FORMAT = 1
@@ -51,6 +53,9 @@ class Job:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from translit_plugin.prepare.clean import CleanConfig
+    from translit_plugin.prepare.sample import SampleConfig
+
     parser.description = __doc__.split("\n\n")[0]
     parser.add_argument("--input", type=Path, required=True, help="directory of {lang_Script}.txt files, or one file")
     parser.add_argument("--output", type=Path, required=True,
@@ -62,12 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override the uroman code derived from lang_Script (repeatable; CODE 'none' = no code)")
     parser.add_argument("--no-lang-code", action="store_true",
                         help="call uroman without language codes (like the paper's Perl uroman call)")
-    parser.add_argument("--uroman-cache-size", type=int, default=65536,
+    parser.add_argument("--uroman-cache-size", type=int, default=DEFAULT_CACHE_SIZE,
                         help="uroman token cache entries, 0 = off (default: %(default)s, as prepare)")
-    parser.add_argument("--max-chars", type=int, default=10000,
+    parser.add_argument("--max-chars", type=int, default=CleanConfig.max_chars,
                         help="lines longer than this (after cleaning) get an empty transliteration, as prepare drops "
                         "them; 0 = no limit (default: %(default)s)")
-    parser.add_argument("--chunk-size", type=int, default=5000,
+    parser.add_argument("--chunk-size", type=int, default=SampleConfig.chunk_size,
                         help="lines per chunk: the unit of parallelism and resumption (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
                         help="worker processes (default: %(default)s)")
@@ -167,7 +172,7 @@ def run_job(job: Job) -> int:
 def run_jobs(jobs: list[Job], workers: int, progress: bool) -> None:
     from tqdm import tqdm
 
-    from translit_plugin.prepare.pipeline import _pool_context, plan_runs
+    from translit_plugin.prepare.pipeline import plan_runs, pool_context
     from translit_plugin.prepare.records import read_done
 
     pending = [job for job in jobs if read_done(Path(job.out), job_key(job)) is None]
@@ -184,7 +189,7 @@ def run_jobs(jobs: list[Job], workers: int, progress: bool) -> None:
         gc.freeze()  # workers leave the inherited uroman tables alone (no copy-on-write of every page)
         try:
             runs = plan_runs(pending, workers)  # consecutive chunks of one language per worker: uroman's cache hits
-            with _pool_context().Pool(workers) as pool:
+            with pool_context().Pool(workers) as pool:
                 for n in pool.imap_unordered(_run_many, runs, chunksize=1):
                     bar.update(n)
                 pool.close()
@@ -198,8 +203,8 @@ def _run_many(jobs: list[Job]) -> int:
 
 
 def transliterate_files(files: dict[str, Path], outputs: dict[str, Path], work: Path, lcodes: dict[str, str | None],
-                        max_chars: int = 10000, cache_size: int = 65536, chunk_size: int = 5000, workers: int = 1,
-                        progress: bool = True) -> dict[str, dict[str, Any]]:
+                        max_chars: int = 10000, cache_size: int = DEFAULT_CACHE_SIZE, chunk_size: int = 5000,
+                        workers: int = 1, progress: bool = True) -> dict[str, dict[str, Any]]:
     """Transliterate each ``files[lang]`` into ``outputs[lang]`` (resumable, see the module docstring)."""
     from translit_plugin.core.files import tmp_path
     from translit_plugin.core.hashing import stable_key

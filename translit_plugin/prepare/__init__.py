@@ -21,14 +21,15 @@ Output layout (what the ``translit_align`` task reads; ``DATA`` = ``OUT/data-bin
 
 Each stored line is ``pieces + </s>`` with ids of ``dict.txt`` as loaded by fairseq's ``Dictionary`` (no ``<s>``:
 the task prepends it; ``<mask>`` is appended by the task), i.e. exactly ``dictionary.encode_line(" ".join(
-sp.EncodeAsPieces(text)), append_eos=True, add_if_not_exist=False)``, truncated to ``max_tokens - 1`` ids (keeping
-``</s>``) so that ``<s>`` + line fits ``max_tokens`` (default 512).  Pairs are grouped by language in ``langs.txt``
-order, then in corpus order (train is shuffled by the task).  Both splits always exist (valid may be empty if
-``--valid-size 0``: then no valid files are written, since fairseq cannot map an empty ``.bin``).
+sp.EncodeAsPieces(text)), append_eos=True, add_if_not_exist=False)``, truncated to ``max_length - 1`` ids (keeping
+``</s>``) so that ``<s>`` + line fits ``max_length`` (``--max-length``, default 512).  Pairs are grouped by language
+in ``langs.txt`` order, then in corpus order (train is shuffled by the task).  Both splits always exist (valid may be
+empty if ``--valid-size 0``: then no valid files are written, since fairseq cannot map an empty ``.bin``).
 
 Stages (each resumable, skipped when up to date; ``work/`` layout in brackets):
 
-1. clean    (:mod:`.clean`)   line contract (:mod:`.lines`), drop empty/over-long lines, optional dedupe [clean/]
+1. clean    (:mod:`.clean`)   line contract (:mod:`translit_plugin.core.lines`), drop empty/over-long lines,
+   optional dedupe [clean/]
 2. sample   (:mod:`.sample`)  per language: paper rule max(10%, 10k), seeded; train/valid; chunks [sample/LANG/]
 3. transliterate + binarize (:mod:`.chunks`, parallel over chunks, shardable with ``--num-shards/--shard-id``)
    [translit/LANG/*.tsv, bin/LANG/*]; a pair is kept or dropped on both sides together.  With ``--latn-input DIR``
@@ -36,7 +37,7 @@ Stages (each resumable, skipped when up to date; ``work/`` layout in brackets):
    paper used): stage 1 reads both files in lockstep and fails on any line-count difference; uroman is not run
 4. merge    (:mod:`.merge`)   chunk binaries -> data-bin, in plan order
 5. verify   (:mod:`.verify`)  counts and sampled pairs re-encoded and compared; fails loudly
-6. manifest (:func:`.pipeline.build_manifest`)
+6. manifest (:func:`.pipeline.build_manifest`, :func:`.pipeline.write_manifest`)
 
 Scale: text is streamed through every stage; memory grows only with 1 byte per cleaned line (sample membership),
 8 bytes per sampled line (the chosen line numbers), 2 bytes per pair (language ids) and one chunk per worker

@@ -27,11 +27,11 @@ import numpy as np
 from translit_plugin.core.files import tmp_path
 from translit_plugin.core.hashing import sha1_file, stable_key
 from translit_plugin.core.lines import iter_lines, to_single_line
+from translit_plugin.core.names import LATN, ORIG, SIDES
 from translit_plugin.prepare.records import read_done, write_done
 
 logger = logging.getLogger(__name__)
 
-SIDES = ("orig", "latn")
 DROP_REASONS = ("empty_translit", "empty_encoding", "overlong")
 
 
@@ -75,7 +75,7 @@ class ChunkSettings:
     dict_path: str
     spm_sha1: str
     dict_sha1: str
-    max_tokens: int
+    max_length: int
     overlong: str
     uroman_cache_size: int
     uroman_version: str
@@ -97,9 +97,9 @@ def get_transliterator(settings: ChunkSettings):
 def get_encoder(settings: ChunkSettings):
     from translit_plugin.prepare.encode import SideEncoder
 
-    key = (settings.spm_model, settings.dict_path, settings.max_tokens, settings.overlong)
+    key = (settings.spm_model, settings.dict_path, settings.max_length, settings.overlong)
     if _STATE.get("encoder_key") != key:
-        _STATE["encoder"] = SideEncoder(settings.spm_model, settings.dict_path, settings.max_tokens, settings.overlong)
+        _STATE["encoder"] = SideEncoder(settings.spm_model, settings.dict_path, settings.max_length, settings.overlong)
         _STATE["encoder_key"] = key
     return _STATE["encoder"]
 
@@ -111,9 +111,10 @@ def translit_key(task: ChunkTask, settings: ChunkSettings, src_sha1: str) -> str
 
 
 def bin_key(translit_record: dict[str, Any], settings: ChunkSettings) -> str:
+    # "max_tokens" is the length budget's old name, kept so chunks binarized before the rename stay up to date
     return stable_key({"format": 2, "tsv": translit_record["key"], "tsv_sha1": translit_record["sha1"],
                        "spm": settings.spm_sha1,
-                       "dict": settings.dict_sha1, "max_tokens": settings.max_tokens, "overlong": settings.overlong})
+                       "dict": settings.dict_sha1, "max_tokens": settings.max_length, "overlong": settings.overlong})
 
 
 def chunk_status(task: ChunkTask, settings: ChunkSettings) -> tuple[dict | None, dict | None]:
@@ -194,7 +195,7 @@ def binarize_chunk(task: ChunkTask, settings: ChunkSettings, translit_record: di
     kept = 0
     dropped: list[int] = []  # TSV line numbers of dropped pairs (few; the kept ones are the complement)
     drops = dict.fromkeys(DROP_REASONS, 0)
-    hist = {side: np.zeros(settings.max_tokens + 1, dtype=np.int64) for side in SIDES}
+    hist = {side: np.zeros(settings.max_length + 1, dtype=np.int64) for side in SIDES}
     truncated = dict.fromkeys(SIDES, 0)
     unk = dict.fromkeys(SIDES, 0)
     for i, (orig, latn) in enumerate(pairs):
@@ -202,7 +203,7 @@ def binarize_chunk(task: ChunkTask, settings: ChunkSettings, translit_record: di
             drops["empty_translit"] += 1
             dropped.append(i)
             continue
-        enc = {"orig": encoder.encode(orig), "latn": encoder.encode(latn)}
+        enc = {ORIG: encoder.encode(orig), LATN: encoder.encode(latn)}
         reason = next((e.drop_reason for e in enc.values() if e.drop_reason is not None), None)
         if reason is not None:
             drops[reason] += 1

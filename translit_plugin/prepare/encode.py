@@ -2,8 +2,8 @@
 
 ``sp.EncodeAsPieces(line)`` -> ``dictionary.encode_line(" ".join(pieces), append_eos=True, add_if_not_exist=False)``:
 the stored line is ``pieces + </s>`` (the task prepends ``<s>``).  Over-long lines are truncated like the HF tokenizer
-truncates (keep the first ``max_tokens - 2`` pieces, then ``</s>``: with the task's ``<s>`` the model sees at most
-``max_tokens`` tokens) or dropped, per ``overlong``.
+truncates (:func:`truncate_keep_eos`: the first ``max_length - 2`` pieces, then ``</s>``; with the task's ``<s>`` the
+model sees at most ``max_length`` tokens, see :mod:`translit_plugin.core.names`) or dropped, per ``overlong``.
 """
 
 from __future__ import annotations
@@ -15,9 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
+from translit_plugin.core.names import DEFAULT_MAX_LENGTH
+
 logger = logging.getLogger(__name__)
 
 OVERLONG_CHOICES = ("truncate", "drop")
+
+
+def truncate_keep_eos(ids: np.ndarray, limit: int) -> np.ndarray:
+    """``ids`` (ending in ``</s>``) cut to ``limit`` ids: the first ``limit - 1``, then the final ``</s>``."""
+    if len(ids) <= limit:
+        return ids
+    return np.concatenate([ids[: limit - 1], ids[-1:]])
 
 
 @dataclass
@@ -36,23 +45,23 @@ class SideEncoder:
     Args:
         spm_model: path of the sentencepiece model.
         dict_path: path of fairseq's ``dict.txt`` for that model (see :mod:`translit_plugin.vocab`).
-        max_tokens: longest sequence the model will see, ``<s>`` and ``</s>`` included (the paper: 512).
-        overlong: ``"truncate"`` (paper) or ``"drop"`` lines longer than ``max_tokens``.
+        max_length: longest sequence the model will see, ``<s>`` and ``</s>`` included (the paper: 512).
+        overlong: ``"truncate"`` (paper) or ``"drop"`` lines longer than ``max_length``.
     """
 
-    def __init__(self, spm_model: str | os.PathLike, dict_path: str | os.PathLike, max_tokens: int = 512,
-                 overlong: str = "truncate") -> None:
+    def __init__(self, spm_model: str | os.PathLike, dict_path: str | os.PathLike,
+                 max_length: int = DEFAULT_MAX_LENGTH, overlong: str = "truncate") -> None:
         from fairseq.data import Dictionary
 
         from translit_plugin.vocab import load_spm
 
         if overlong not in OVERLONG_CHOICES:
             raise ValueError(f"overlong must be one of {OVERLONG_CHOICES}, not {overlong!r}")
-        if max_tokens < 3:
-            raise ValueError(f"max_tokens must be >= 3 (<s>, one piece, </s>), not {max_tokens}")
+        if max_length < 3:
+            raise ValueError(f"max_length must be >= 3 (<s>, one piece, </s>), not {max_length}")
         self.sp = load_spm(spm_model)
         self.dictionary = Dictionary.load(str(dict_path))
-        self.max_tokens = int(max_tokens)
+        self.max_length = int(max_length)
         self.overlong = overlong
         self.eos = self.dictionary.eos()
         self.unk = self.dictionary.unk()
@@ -70,12 +79,12 @@ class SideEncoder:
         ids = self.dictionary.encode_line(" ".join(pieces), append_eos=True, add_if_not_exist=False).numpy()
         if len(ids) <= 1:
             return Encoded(ids=None, drop_reason="empty_encoding")
-        limit = self.max_tokens - 1  # room for the <s> the task prepends
+        limit = self.max_length - 1  # room for the <s> the task prepends
         truncated = len(ids) > limit
         if truncated:
             if self.overlong == "drop":
                 return Encoded(ids=None, truncated=True, drop_reason="overlong")
-            ids = np.concatenate([ids[: limit - 1], ids[-1:]])
+            ids = truncate_keep_eos(ids, limit)
         ids = ids.astype(np.int32, copy=False)
         return Encoded(ids=ids, truncated=truncated, n_unk=int((ids == self.unk).sum()))
 

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from translit_plugin.core.files import tmp_path
-from translit_plugin.prepare.chunks import SIDES, ChunkTask
+from translit_plugin.core.files import atomic_write_text, tmp_path
+from translit_plugin.core.names import SIDES
+from translit_plugin.prepare.chunks import ChunkTask
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,4 @@ def write_dictionaries(data_bin: Path, dict_path: Path, langs: list[str]) -> Non
         tmp = tmp_path(target)
         shutil.copyfile(dict_path, tmp)
         os.replace(tmp, target)
-    langs_tmp = tmp_path(data_bin / "langs.txt")
-    langs_tmp.write_text("".join(f"{lang}\n" for lang in langs), encoding="utf-8")
-    os.replace(langs_tmp, data_bin / "langs.txt")
+    atomic_write_text(data_bin / "langs.txt", "".join(f"{lang}\n" for lang in langs))

@@ -8,23 +8,24 @@ one only re-verifies and rewrites the manifest.  See the package docstring for t
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import math
 import multiprocessing as mp
-import os
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from translit_plugin.core.files import atomic_write_json
 from translit_plugin.core.hashing import sha1_file, stable_key
+from translit_plugin.core.names import DEFAULT_MAX_LENGTH, SIDES
 from translit_plugin.prepare.chunks import (
     DROP_REASONS,
-    SIDES,
     ChunkSettings,
     ChunkTask,
     chunk_status,
@@ -34,9 +35,11 @@ from translit_plugin.prepare.chunks import (
     process_run,
 )
 from translit_plugin.prepare.clean import CleanConfig, clean_language
+from translit_plugin.prepare.groups import LanguageGroup, load_group
 from translit_plugin.prepare.latn_check import LatnCheckConfig
 from translit_plugin.prepare.records import read_done, write_done
 from translit_plugin.prepare.sample import SPLITS, SampleConfig, chunk_name, sample_language
+from translit_plugin.transliterate import DEFAULT_CACHE_SIZE, uroman_code, uroman_version
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +68,8 @@ class PrepareConfig:
     sample_explicit: set[str] = field(default_factory=set)  # sampling fields set by the user: a group cannot override
     uroman_codes: dict[str, str | None] = field(default_factory=dict)  # overrides of the derived codes
     no_lang_code: bool = False  # call uroman without a language code (the paper's Perl setup)
-    uroman_cache_size: int = 65536
-    max_tokens: int = 512
+    uroman_cache_size: int = DEFAULT_CACHE_SIZE
+    max_length: int = DEFAULT_MAX_LENGTH  # tokens per sentence, <s> and </s> included (core.names)
     overlong: str = "truncate"
     workers: int = 1
     num_shards: int = 1
@@ -110,7 +113,8 @@ def discover_languages(input_dir: Path, wanted: list[str] | None, skip_unrecogni
     return {lang: found[lang] for lang in wanted}
 
 
-def _model_files(model_dir: Path) -> tuple[Path, Path]:
+def model_files(model_dir: Path) -> tuple[Path, Path]:
+    """``(sentencepiece.bpe.model, dict.txt)`` of a model directory; FileNotFoundError naming the missing one."""
     spm, dct = model_dir / "sentencepiece.bpe.model", model_dir / "dict.txt"
     for p in (spm, dct):
         if not p.is_file():
@@ -119,7 +123,8 @@ def _model_files(model_dir: Path) -> tuple[Path, Path]:
     return spm, dct
 
 
-def _pool_context() -> mp.context.BaseContext:
+def pool_context() -> mp.context.BaseContext:
+    """The multiprocessing context for worker pools (fork where available)."""
     # fork shares the already loaded uroman tables with the workers (copy-on-write) and starts instantly.
     return mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
 
@@ -185,7 +190,7 @@ def run_chunks(tasks: list[ChunkTask], settings: ChunkSettings, workers: int, pr
         gc.freeze()
         try:
             runs = plan_runs(pending, workers)
-            with _pool_context().Pool(workers) as pool, progress_bar() as bar:
+            with pool_context().Pool(workers) as pool, progress_bar() as bar:
                 collect(pool.imap_unordered(process_run, [(run, settings) for run in runs], chunksize=1), bar)
                 pool.close()  # let the workers exit normally (and be reaped) instead of terminate()
                 pool.join()
@@ -214,8 +219,8 @@ def _length_stats(hists: list[dict[str, int]]) -> dict[str, Any]:
             "min": int(lengths[0]), "p50": pct(0.5), "p95": pct(0.95), "max": int(lengths[-1])}
 
 
-def build_plan(cfg: PrepareConfig, langs: list[str], sample_records: dict[str, dict], lcodes: dict[str, str | None],
-               work: Path, external: bool = False) -> list[ChunkTask]:
+def build_plan(langs: list[str], sample_records: dict[str, dict], lcodes: dict[str, str | None], work: Path,
+               external: bool = False) -> list[ChunkTask]:
     """All chunks in plan order: languages in ``langs.txt`` order, then split, then chunk index."""
     tasks = []
     for lang in langs:
@@ -230,33 +235,30 @@ def build_plan(cfg: PrepareConfig, langs: list[str], sample_records: dict[str, d
     return tasks
 
 
-def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
-    """Run the pipeline; return the manifest (also written to ``OUTPUT/manifest.json`` after a full run)."""
-    from translit_plugin.prepare.groups import load_group
-    from translit_plugin.prepare.merge import merge_split, write_dictionaries
-    from translit_plugin.prepare.verify import verify_split
-    from translit_plugin.transliterate import uroman_code, uroman_version
+# ---------------------------------------------------------------------------------------------- the steps
+@dataclass
+class PrepareInputs:
+    """What the options resolve to before any stage runs: input files, languages, uroman codes, sampling."""
 
+    files: dict[str, Path]  # lang_Script -> input file
+    langs: list[str]  # sorted: the order of langs.txt and of the data-bin
+    lcodes: dict[str, str | None]  # uroman language code per language (None: no code)
+    sample_cfg: SampleConfig  # the CLI's sampling, with the group's where the user set nothing
+    group: LanguageGroup | None = None  # the parsed --group file
+    code_warnings: list[str] = field(default_factory=list)  # codes accepted with --allow-unknown-lang
+
+
+def check_options(cfg: PrepareConfig) -> None:
+    """Refuse option values no stage can use (before anything is read or written)."""
     if cfg.stop_after is not None and cfg.stop_after not in STAGES:
         raise ValueError(f"stop_after must be one of {STAGES}")
     if not 0 <= cfg.shard_id < cfg.num_shards:
         raise ValueError(f"--shard-id {cfg.shard_id} must be in 0..{cfg.num_shards - 1} for --num-shards "
                          f"{cfg.num_shards}")
-    timings: dict[str, float] = {}
-    t_start = time.time()
-    out, work = cfg.output, cfg.output / "work"
-    data_bin = out / "data-bin"
-    spm_model, dict_path = _model_files(cfg.model_dir)
 
-    # ---- languages, uroman codes, sampling overrides
-    group = load_group(cfg.group) if cfg.group else None
-    wanted = cfg.langs if cfg.langs is not None else (group.languages if group else None)
-    files = discover_languages(cfg.input, wanted, cfg.skip_unrecognized_files)
-    langs = sorted(files)
-    sample_cfg = cfg.sample
-    if group and group.sampling:
-        from_group = {k: v for k, v in group.sampling.items() if k not in cfg.sample_explicit}
-        sample_cfg = SampleConfig(**{**asdict(sample_cfg), **from_group})
+
+def uroman_codes(cfg: PrepareConfig, langs: list[str], group: LanguageGroup | None) -> dict[str, str | None]:
+    """Each language's uroman code: none with ``--no-lang-code``, else ``--uroman-code``, the group's, or derived."""
     lcodes: dict[str, str | None] = {}
     for lang in langs:
         if cfg.no_lang_code:
@@ -267,99 +269,175 @@ def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
             lcodes[lang] = group.uroman_codes[lang]
         else:
             lcodes[lang] = uroman_code(lang)
+    return lcodes
+
+
+def resolve_inputs(cfg: PrepareConfig) -> PrepareInputs:
+    """Input files and languages (``--langs``, the group's, or every file), uroman codes (validated), sampling."""
     from translit_plugin.prepare.langcodes import validate_codes
 
+    group = load_group(cfg.group) if cfg.group else None
+    wanted = cfg.langs if cfg.langs is not None else (group.languages if group else None)
+    files = discover_languages(cfg.input, wanted, cfg.skip_unrecognized_files)
+    langs = sorted(files)
+    sample_cfg = cfg.sample
+    if group and group.sampling:
+        from_group = {k: v for k, v in group.sampling.items() if k not in cfg.sample_explicit}
+        sample_cfg = SampleConfig(**{**asdict(sample_cfg), **from_group})
+    lcodes = uroman_codes(cfg, langs, group)
     code_warnings = validate_codes(files, lcodes, cfg.allow_unknown_lang)
-    logger.info("prepare %d languages from %s into %s (uroman codes: %s)", len(langs), cfg.input, out, lcodes)
+    logger.info("prepare %d languages from %s into %s (uroman codes: %s)", len(langs), cfg.input, cfg.output, lcodes)
+    return PrepareInputs(files=files, langs=langs, lcodes=lcodes, sample_cfg=sample_cfg, group=group,
+                         code_warnings=code_warnings)
 
-    # ---- clean
-    t = time.time()
-    latn_files = discover_languages(cfg.latn_input, langs) if cfg.latn_input else {}
-    clean_records = {lang: clean_language(files[lang], work / "clean" / f"{lang}.txt", lang, cfg.clean, cfg.progress,
-                                          latn_files.get(lang), cfg.latn_check, lcodes[lang]) for lang in langs}
-    timings["clean"] = time.time() - t
-    empty = [lang for lang in langs if clean_records[lang]["kept"] == 0]
-    if empty:
-        details = "; ".join(f"{files[lang]}: {_dropped(clean_records[lang])}" for lang in empty)
-        msg = f"{len(empty)} language(s) without a usable line, they would get 0 pairs: {details}"
-        if not cfg.allow_empty_lang:
-            raise PrepareInputError(f"{msg}. Fix or remove the file(s), leave them out with --langs, or pass "
-                                    "--allow-empty-lang")
-        logger.warning("%s (--allow-empty-lang)", msg)
-    if cfg.stop_after == "clean":
-        return {"stopped_after": "clean", "clean": clean_records}
 
-    # ---- sample
-    t = time.time()
-    sample_records = {lang: sample_language(work / "clean" / f"{lang}.txt", clean_records[lang],
-                                            work / "sample" / lang, lang, sample_cfg, cfg.progress) for lang in langs}
-    timings["sample"] = time.time() - t
-    if cfg.stop_after == "sample":
-        return {"stopped_after": "sample", "sample": sample_records}
+def clean_stage(cfg: PrepareConfig, inputs: PrepareInputs, work: Path) -> dict[str, dict]:
+    """Stage 1 for every language: ``{lang: clean record}``."""
+    latn_files = discover_languages(cfg.latn_input, inputs.langs) if cfg.latn_input else {}
+    return {lang: clean_language(inputs.files[lang], work / "clean" / f"{lang}.txt", lang, cfg.clean, cfg.progress,
+                                 latn_files.get(lang), cfg.latn_check, inputs.lcodes[lang]) for lang in inputs.langs}
 
-    # ---- transliterate + binarize (chunks; this shard's share only)
-    settings = ChunkSettings(spm_model=str(spm_model), dict_path=str(dict_path), spm_sha1=sha1_file(spm_model),
-                             dict_sha1=sha1_file(dict_path), max_tokens=cfg.max_tokens, overlong=cfg.overlong,
-                             uroman_cache_size=cfg.uroman_cache_size, uroman_version=uroman_version())
-    tasks = build_plan(cfg, langs, sample_records, lcodes, work, external=cfg.latn_input is not None)
-    mine = [task for i, task in enumerate(tasks) if i % cfg.num_shards == cfg.shard_id]
-    t = time.time()
-    records = run_chunks(mine, settings, cfg.workers, cfg.progress)
-    timings["transliterate_binarize"] = time.time() - t
-    if cfg.num_shards > 1:
-        # Shards never merge (two shards finishing together would race); the plain command merges afterwards.
-        todo = sum(chunk_status(task, settings)[1] is None for task in tasks)
-        logger.info("shard %d/%d done (%d chunks); %d chunks of all shards still to do. When every shard has finished, "
-                    "run the same command without --num-shards/--shard-id to merge and verify.", cfg.shard_id,
-                    cfg.num_shards, len(mine), todo)
-        return {"stopped_after": "transliterate", "shard_id": cfg.shard_id, "num_shards": cfg.num_shards,
-                "chunks_left": todo}
-    if cfg.stop_after == "transliterate":
-        return {"stopped_after": "transliterate", "chunks": len(records)}
 
-    # ---- merge
-    t = time.time()
+def check_not_empty(cfg: PrepareConfig, inputs: PrepareInputs, clean_records: dict[str, dict]) -> None:
+    """A language without a usable line is an error, or with ``--allow-empty-lang`` a warning."""
+    empty = [lang for lang in inputs.langs if clean_records[lang]["kept"] == 0]
+    if not empty:
+        return
+    details = "; ".join(f"{inputs.files[lang]}: {_dropped(clean_records[lang])}" for lang in empty)
+    msg = f"{len(empty)} language(s) without a usable line, they would get 0 pairs: {details}"
+    if not cfg.allow_empty_lang:
+        raise PrepareInputError(f"{msg}. Fix or remove the file(s), leave them out with --langs, or pass "
+                                "--allow-empty-lang")
+    logger.warning("%s (--allow-empty-lang)", msg)
+
+
+def sample_stage(cfg: PrepareConfig, inputs: PrepareInputs, work: Path,
+                 clean_records: dict[str, dict]) -> dict[str, dict]:
+    """Stage 2 for every language: ``{lang: sample record}`` (chunk sizes per split)."""
+    return {lang: sample_language(work / "clean" / f"{lang}.txt", clean_records[lang], work / "sample" / lang, lang,
+                                  inputs.sample_cfg, cfg.progress) for lang in inputs.langs}
+
+
+def chunk_settings(cfg: PrepareConfig, spm_model: Path, dict_path: Path) -> ChunkSettings:
+    """What every chunk's transliteration and binarization depend on (model files and their hashes, options)."""
+    return ChunkSettings(spm_model=str(spm_model), dict_path=str(dict_path), spm_sha1=sha1_file(spm_model),
+                         dict_sha1=sha1_file(dict_path), max_length=cfg.max_length, overlong=cfg.overlong,
+                         uroman_cache_size=cfg.uroman_cache_size, uroman_version=uroman_version())
+
+
+def shard_summary(cfg: PrepareConfig, tasks: list[ChunkTask], settings: ChunkSettings, done: int) -> dict[str, Any]:
+    """After one shard's chunks: how many chunks of all shards are left (shards never merge)."""
+    # Two shards finishing together would race on the merge; the plain command merges afterwards.
+    todo = sum(chunk_status(task, settings)[1] is None for task in tasks)
+    logger.info("shard %d/%d done (%d chunks); %d chunks of all shards still to do. When every shard has finished, "
+                "run the same command without --num-shards/--shard-id to merge and verify.", cfg.shard_id,
+                cfg.num_shards, done, todo)
+    return {"stopped_after": "transliterate", "shard_id": cfg.shard_id, "num_shards": cfg.num_shards,
+            "chunks_left": todo}
+
+
+def merge_stage(cfg: PrepareConfig, langs: list[str], tasks: list[ChunkTask], records: dict[str, dict],
+                settings: ChunkSettings, dict_path: Path) -> dict[str, int]:
+    """Stage 4 (skipped when the data-bin is up to date): ``{split: pairs}``."""
+    from translit_plugin.prepare.merge import merge_split, write_dictionaries
+
+    data_bin, work = cfg.output / "data-bin", cfg.output / "work"
     encoder = get_encoder(settings)
     merge_key = stable_key({"chunks": [records[task.name]["key"] for task in tasks], "langs": langs,
                             "dict": settings.dict_sha1})
     merged = read_done(data_bin, merge_key)
-    if merged is None:
-        write_dictionaries(data_bin, dict_path, langs)
-        pairs = {split: merge_split(data_bin, split, [t_ for t_ in tasks if t_.split == split], records, langs,
-                                    encoder.vocab_size, cfg.progress) for split in SPLITS}
-        merged = write_done(data_bin, merge_key, {"pairs": pairs})
-        _remove_stale_tmp(work)
-    else:
+    if merged is not None:
         logger.info("merge: data-bin up to date (%s)", merged["pairs"])
-    timings["merge"] = time.time() - t
-    if cfg.stop_after == "merge":
-        return {"stopped_after": "merge", "pairs": merged["pairs"]}
+        return merged["pairs"]
+    write_dictionaries(data_bin, dict_path, langs)
+    pairs = {split: merge_split(data_bin, split, [t for t in tasks if t.split == split], records, langs,
+                                encoder.vocab_size, cfg.progress) for split in SPLITS}
+    write_done(data_bin, merge_key, {"pairs": pairs})
+    _remove_stale_tmp(work)
+    return pairs
 
-    # ---- verify
-    t = time.time()
-    verification = {}
+
+def verify_stage(cfg: PrepareConfig, langs: list[str], tasks: list[ChunkTask], records: dict[str, dict],
+                 settings: ChunkSettings) -> dict[str, dict]:
+    """Stage 5: ``{split: verification summary}``; raises on any misalignment."""
+    from translit_plugin.prepare.verify import verify_split
+
     transliterator = get_transliterator(settings) if cfg.verify_translit > 0 and not cfg.latn_input else None
-    for split in SPLITS:
-        verification[split] = verify_split(data_bin, split, [t_ for t_ in tasks if t_.split == split], records,
-                                           langs, settings, cfg.verify_samples, cfg.verify_translit,
-                                           cfg.sample.seed, transliterator)
-    timings["verify"] = time.time() - t
-    timings["total"] = time.time() - t_start
+    return {split: verify_split(cfg.output / "data-bin", split, [t for t in tasks if t.split == split], records,
+                                langs, settings, cfg.verify_samples, cfg.verify_translit, cfg.sample.seed,
+                                transliterator) for split in SPLITS}
 
-    from translit_plugin.data.fingerprint import write_data_bin_fingerprint  # DATA/pairing.json, checked by the task
-    write_data_bin_fingerprint(data_bin, dict_path, spm_model, SPLITS)
-    manifest = build_manifest(cfg, langs, lcodes, files, clean_records, sample_records, tasks, records, settings,
-                              sample_cfg, verification, timings, group)
-    no_pairs = [lang for lang in langs if manifest["per_language"][lang]["train"]["pairs"] == 0]
-    manifest["warnings"] = code_warnings + [f"{lang}: 0 training pairs" for lang in no_pairs]
+
+def write_manifest(manifest: dict[str, Any], inputs: PrepareInputs, out: Path) -> None:
+    """Stage 6: add the warnings and write ``OUTPUT/manifest.json``."""
+    no_pairs = [lang for lang in inputs.langs if manifest["per_language"][lang]["train"]["pairs"] == 0]
+    manifest["warnings"] = inputs.code_warnings + [f"{lang}: 0 training pairs" for lang in no_pairs]
     if no_pairs:
         logger.warning("%d language(s) have no training pairs: %s (see per_language in the manifest for why)",
                        len(no_pairs), ", ".join(no_pairs))
-    tmp = out / ".manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, out / "manifest.json")
+    atomic_write_json(out / "manifest.json", manifest, indent=2, ensure_ascii=False)
+
+
+class _Timer:
+    """``with timer("stage"):`` records the block's seconds in ``timer.timings["stage"]``."""
+
+    def __init__(self) -> None:
+        self.start = time.time()
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t = time.time()
+        yield
+        self.timings[name] = time.time() - t
+
+
+def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
+    """Run the pipeline; return the manifest (also written to ``OUTPUT/manifest.json`` after a full run)."""
+    check_options(cfg)
+    timer = _Timer()
+    work, data_bin = cfg.output / "work", cfg.output / "data-bin"
+    spm_model, dict_path = model_files(cfg.model_dir)
+    inputs = resolve_inputs(cfg)
+    langs = inputs.langs
+
+    with timer("clean"):
+        clean_records = clean_stage(cfg, inputs, work)
+    check_not_empty(cfg, inputs, clean_records)
+    if cfg.stop_after == "clean":
+        return {"stopped_after": "clean", "clean": clean_records}
+
+    with timer("sample"):
+        sample_records = sample_stage(cfg, inputs, work, clean_records)
+    if cfg.stop_after == "sample":
+        return {"stopped_after": "sample", "sample": sample_records}
+
+    settings = chunk_settings(cfg, spm_model, dict_path)
+    tasks = build_plan(langs, sample_records, inputs.lcodes, work, external=cfg.latn_input is not None)
+    mine = [task for i, task in enumerate(tasks) if i % cfg.num_shards == cfg.shard_id]
+    with timer("transliterate_binarize"):
+        records = run_chunks(mine, settings, cfg.workers, cfg.progress)
+    if cfg.num_shards > 1:
+        return shard_summary(cfg, tasks, settings, len(mine))
+    if cfg.stop_after == "transliterate":
+        return {"stopped_after": "transliterate", "chunks": len(records)}
+
+    with timer("merge"):
+        pairs = merge_stage(cfg, langs, tasks, records, settings, dict_path)
+    if cfg.stop_after == "merge":
+        return {"stopped_after": "merge", "pairs": pairs}
+
+    with timer("verify"):
+        verification = verify_stage(cfg, langs, tasks, records, settings)
+    timer.timings["total"] = time.time() - timer.start
+
+    from translit_plugin.data.fingerprint import write_data_bin_fingerprint  # DATA/pairing.json, checked by the task
+    write_data_bin_fingerprint(data_bin, dict_path, spm_model, SPLITS)
+    manifest = build_manifest(cfg, inputs, clean_records, sample_records, tasks, records, settings, verification,
+                              timer.timings)
+    write_manifest(manifest, inputs, cfg.output)
     logger.info("prepared %s: train %d pairs, valid %d pairs (%.1f s)", data_bin, manifest["pairs"]["train"],
-                manifest["pairs"]["valid"], timings["total"])
+                manifest["pairs"]["valid"], timer.timings["total"])
     return manifest
 
 
@@ -377,36 +455,41 @@ def _remove_stale_tmp(work: Path) -> None:
             p.unlink()
 
 
-def build_manifest(cfg: PrepareConfig, langs: list[str], lcodes: dict, files: dict, clean_records: dict,
-                   sample_records: dict, tasks: list[ChunkTask], records: dict, settings: ChunkSettings,
-                   sample_cfg: SampleConfig, verification: dict, timings: dict, group) -> dict[str, Any]:
-    """Counts per language and split, token statistics, uroman version and codes, options and timings."""
-    per_lang: dict[str, Any] = {}
-    for lang in langs:
-        c = clean_records[lang]
-        s = sample_records[lang]
-        entry: dict[str, Any] = {
-            "input": str(files[lang]),
-            "uroman_code": lcodes[lang],
-            "clean": {k: c[k] for k in ("input_lines", "empty", "too_short", "too_long", "duplicate", "modified",
+def _language_entry(lang: str, inputs: PrepareInputs, clean: dict, sample: dict, tasks: list[ChunkTask],
+                    records: dict) -> dict[str, Any]:
+    """The manifest's ``per_language[lang]``: input, uroman code, cleaning and sampling counts, pairs per split."""
+    entry: dict[str, Any] = {
+        "input": str(inputs.files[lang]),
+        "uroman_code": inputs.lcodes[lang],
+        "clean": {k: clean[k] for k in ("input_lines", "empty", "too_short", "too_long", "duplicate", "modified",
                                         "invalid_utf8", "kept")},
-            "sampled": s["sampled"],
+        "sampled": sample["sampled"],
+    }
+    if clean.get("latn_check"):
+        entry["latn_check"] = clean["latn_check"]
+    for split in SPLITS:
+        recs = [records[t.name] for t in tasks if t.lang == lang and t.split == split]
+        entry[split] = {
+            "sampled": sample[split],
+            "pairs": sum(r["kept"] for r in recs),
+            "dropped": {reason: sum(r["drops"][reason] for r in recs) for reason in DROP_REASONS},
+            "truncated": {side: sum(r["truncated"][side] for r in recs) for side in SIDES},
+            "unk_tokens": {side: sum(r["unk"][side] for r in recs) for side in SIDES},
+            "tokens": {side: _length_stats([r["length_hist"][side] for r in recs]) for side in SIDES},
         }
-        if c.get("latn_check"):
-            entry["latn_check"] = c["latn_check"]
-        for split in SPLITS:
-            recs = [records[t.name] for t in tasks if t.lang == lang and t.split == split]
-            entry[split] = {
-                "sampled": s[split],
-                "pairs": sum(r["kept"] for r in recs),
-                "dropped": {reason: sum(r["drops"][reason] for r in recs) for reason in DROP_REASONS},
-                "truncated": {side: sum(r["truncated"][side] for r in recs) for side in SIDES},
-                "unk_tokens": {side: sum(r["unk"][side] for r in recs) for side in SIDES},
-                "tokens": {side: _length_stats([r["length_hist"][side] for r in recs]) for side in SIDES},
-            }
-        per_lang[lang] = entry
+    return entry
+
+
+def build_manifest(cfg: PrepareConfig, inputs: PrepareInputs, clean_records: dict, sample_records: dict,
+                   tasks: list[ChunkTask], records: dict, settings: ChunkSettings, verification: dict,
+                   timings: dict) -> dict[str, Any]:
+    """Counts per language and split, token statistics, uroman version and codes, options and timings."""
+    langs = inputs.langs
+    per_lang = {lang: _language_entry(lang, inputs, clean_records[lang], sample_records[lang], tasks, records)
+                for lang in langs}
     totals = {split: {side: _length_stats([records[t.name]["length_hist"][side] for t in tasks if t.split == split])
                       for side in SIDES} for split in SPLITS}
+    group = inputs.group
     return {
         "format": "translit-ppa prepare manifest v1",
         "data_bin": str(cfg.output / "data-bin"),
@@ -414,12 +497,12 @@ def build_manifest(cfg: PrepareConfig, langs: list[str], lcodes: dict, files: di
         "pairs": {split: sum(per_lang[lang][split]["pairs"] for lang in langs) for split in SPLITS},
         "per_language": per_lang,
         "tokens": totals,
-        "uroman": {"version": settings.uroman_version, "cache_size": settings.uroman_cache_size, "codes": lcodes,
-                   "no_lang_code": cfg.no_lang_code},
+        "uroman": {"version": settings.uroman_version, "cache_size": settings.uroman_cache_size,
+                   "codes": inputs.lcodes, "no_lang_code": cfg.no_lang_code},
         "latn_input": str(cfg.latn_input) if cfg.latn_input else None,  # given transliterations: uroman not used
         "model": {"model_dir": str(cfg.model_dir), "sentencepiece_sha1": settings.spm_sha1,
                   "dict_sha1": settings.dict_sha1, "vocab_size": get_encoder(settings).vocab_size},
-        "options": {"clean": asdict(cfg.clean), "sample": asdict(sample_cfg), "max_tokens": cfg.max_tokens,
+        "options": {"clean": asdict(cfg.clean), "sample": asdict(inputs.sample_cfg), "max_length": cfg.max_length,
                     "overlong": cfg.overlong, "workers": cfg.workers, "group": group.path if group else None,
                     "chunks": len(tasks)},
         "verification": verification,

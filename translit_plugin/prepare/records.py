@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from translit_plugin.core.files import tmp_path
+from translit_plugin.core.files import atomic_write_json
 
 
 def file_stamp(path: str | os.PathLike) -> dict[str, Any]:
@@ -40,8 +40,5 @@ def read_done(output: Path, key: str, marker: Path | None = None) -> dict[str, A
 def write_done(output: Path, key: str, record: dict[str, Any], marker: Path | None = None) -> dict[str, Any]:
     """Mark ``output`` as up to date for ``key`` (written last, atomically, after the output itself)."""
     record = {**record, "key": key}
-    marker = marker or done_path(output)
-    tmp = tmp_path(marker)
-    tmp.write_text(json.dumps(record, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, marker)
+    atomic_write_json(marker or done_path(output), record, sort_keys=True)
     return record

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from translit_plugin.prepare.chunks import SIDES, AlignmentError, ChunkSettings, ChunkTask, get_encoder, kept_lines
+from translit_plugin.core.names import LATN, ORIG, SIDES
+from translit_plugin.prepare.chunks import AlignmentError, ChunkSettings, ChunkTask, get_encoder, kept_lines
 
 logger = logging.getLogger(__name__)
 
@@ -29,14 +30,14 @@ def verify_split(data_bin: Path, split: str, tasks: list[ChunkTask], records: di
 
     expected = sum(records[t.name]["kept"] for t in tasks)
     if expected == 0:
-        present = [p for p in (data_bin / "orig" / f"{split}.bin", data_bin / f"{split}.lang.npy") if p.exists()]
+        present = [p for p in (data_bin / ORIG / f"{split}.bin", data_bin / f"{split}.lang.npy") if p.exists()]
         if present:
             raise AlignmentError(f"{data_bin}/{split}: chunk records say 0 pairs but {present} exist")
         return {"pairs": 0, "checked": 0, "checked_translit": 0}
     datasets = {side: MMapIndexedDataset(str(data_bin / side / split)) for side in SIDES}
     lang_ids = np.load(data_bin / f"{split}.lang.npy")
     counts = {side: len(ds) for side, ds in datasets.items()} | {"lang": len(lang_ids)}
-    if len(set(counts.values())) != 1 or expected != counts["orig"]:
+    if len(set(counts.values())) != 1 or expected != counts[ORIG]:
         raise AlignmentError(f"{data_bin}/{split}: line counts differ: {counts}, chunk records say {expected} pairs")
 
     starts = np.cumsum([0] + [records[t.name]["kept"] for t in tasks])
@@ -67,7 +68,7 @@ def verify_split(data_bin: Path, split: str, tasks: list[ChunkTask], records: di
             where = f"{split} pair {i} ({task.lang}, {task.tsv}:{line_no + 1})"
             if langs[int(lang_ids[i])] != task.lang:
                 raise AlignmentError(f"{where}: language id says {langs[int(lang_ids[i])]}")
-            for side, text in (("orig", orig), ("latn", latn)):
+            for side, text in ((ORIG, orig), (LATN, latn)):
                 stored = np.asarray(datasets[side][i], dtype=np.int64)
                 fresh = encoder.encode(text)
                 if fresh.ids is None or not np.array_equal(stored, fresh.ids.astype(np.int64)):

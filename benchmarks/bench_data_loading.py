@@ -30,6 +30,7 @@ size; RSS growth < 10% from 100k to 1M pairs.  Without the ``datasets`` package 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import importlib.util
 import json
@@ -65,6 +66,22 @@ def _peak_rss_mb() -> float:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024  # KiB -> MiB
 
 
+@contextlib.contextmanager
+def bounded_mmap_warmup():
+    """Within the block, fairseq's mmap datasets warm the page cache with the plugin's
+    :func:`~translit_plugin.data.mmap_io.warmup_file` (one reusable 1 MiB buffer instead of fresh 100 MiB reads)."""
+    from fairseq.data import indexed_dataset
+
+    from translit_plugin.data.mmap_io import warmup_file
+
+    original = indexed_dataset._warmup_mmap_file
+    indexed_dataset._warmup_mmap_file = warmup_file
+    try:
+        yield
+    finally:
+        indexed_dataset._warmup_mmap_file = original
+
+
 # ------------------------------------------------------------------------------------------------------ workers
 def worker_fairseq(root: Path, reader: str, more_batches: int) -> dict:
     t0 = time.perf_counter()
@@ -76,8 +93,6 @@ def worker_fairseq(root: Path, reader: str, more_batches: int) -> dict:
 
     if reader == "mmap":  # the baseline: fairseq's memory-mapped reader (with the plugin's bounded warm-up)
         from fairseq.data import indexed_dataset
-
-        from translit_plugin.data.mmap_io import bounded_mmap_warmup
 
         class FairseqMmap:
             exists = staticmethod(indexed_dataset.MMapIndexedDataset.exists)

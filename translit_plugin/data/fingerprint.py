@@ -43,14 +43,15 @@ from typing import Any
 
 import numpy as np
 
+from translit_plugin.core.files import atomic_write_json
 from translit_plugin.core.hashing import sha256_file
+from translit_plugin.core.names import LATN, ORIG, SIDES
 from translit_plugin.data.errors import PairingError
 
 logger = logging.getLogger(__name__)
 
 FILENAME = "pairing.json"
 FORMAT = "translit-ppa pairing v1"
-SIDES = ("orig", "latn")
 _BLOCK_ITEMS = 1 << 22  # ids per read when hashing a .bin (16 MiB as int32)
 
 
@@ -90,7 +91,7 @@ def split_entry(orig: dict[str, Any], latn: dict[str, Any]) -> dict[str, Any]:
     if orig["sentences"] != latn["sentences"]:
         raise PairingError(f"the sides have {orig['sentences']} and {latn['sentences']} sentences; they cannot pair")
     pair = hashlib.sha256((orig["sha256"] + latn["sha256"]).encode("ascii")).hexdigest()
-    return {"pairs": orig["sentences"], "orig": orig, "latn": latn, "pair_sha256": pair}
+    return {"pairs": orig["sentences"], ORIG: orig, LATN: latn, "pair_sha256": pair}
 
 
 def vocab_sha256(symbols: Iterable[str]) -> str:
@@ -218,9 +219,7 @@ def write_pairing(data_bin: str | os.PathLike, splits: dict[str, dict[str, Any]]
               "splits": {**kept, **splits}}
     data_bin.mkdir(parents=True, exist_ok=True)
     path = pairing_path(data_bin)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_json(path, record, indent=2, sort_keys=True)
     return path
 
 

@@ -8,7 +8,7 @@ Reads what ``translit-ppa prepare`` writes::
 
 Each binarized line is ``pieces + </s>``; the task prepends ``<s>``.  The dictionary is ``DATA/orig/dict.txt`` plus
 ``<mask>`` (like fairseq's ``masked_lm``), so its ids are the HF XLM-R ids (see :mod:`translit_plugin.vocab`).
-Batches are built by :class:`translit_plugin.data.TranslitPairDataset` (masking, TLM) and consumed by the
+Batches are built by :class:`translit_plugin.data.pair_dataset.TranslitPairDataset` (masking, TLM) and consumed by the
 ``mlm_seq_tlm`` criterion.
 
 Start from a converted model with ``--finetune-from-model MODEL_DIR/model.pt`` (resumable: a relaunch continues from
@@ -47,13 +47,15 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING
 
-from translit_plugin.data import MaskingConfig, TranslitPairDataset, fingerprint, temperature_sampling_weights
+from translit_plugin.core.hashing import sha256_file
+from translit_plugin.core.names import DEFAULT_MAX_LENGTH, LATN, ORIG, SIDES
+from translit_plugin.data import fingerprint
 from translit_plugin.data.errors import MissingDataError, PairingError, TranslitDataError
+from translit_plugin.data.pair_dataset import MaskingConfig, TranslitPairDataset, temperature_sampling_weights
 from translit_plugin.data.pread_dataset import PreadIndexedDataset
 
 logger = logging.getLogger(__name__)
 
-SIDES = ("orig", "latn")
 LONG_SEQUENCE_CHOICES = ChoiceEnum(["truncate", "error"])
 MASK_SAMPLING_CHOICES = ChoiceEnum(["bernoulli", "exact_count"])
 TLM_ORDER_CHOICES = ChoiceEnum(["random", "orig_first", "latn_first"])
@@ -70,7 +72,7 @@ class TranslitAlignConfig(FairseqDataclass):
         metadata={"help": "data-bin directory written by `translit-ppa prepare` (holds orig/ and latn/)"},
     )
     tokens_per_sample: int = field(
-        default=512,
+        default=DEFAULT_MAX_LENGTH,
         metadata={
             "help": "longest sequence of each stream, <s> and </s> included (reference: 512); at most the model's "
             "--max-positions"
@@ -105,10 +107,8 @@ class TranslitAlignConfig(FairseqDataclass):
         default="random",
         metadata={
             "help": "'random': batches of uniformly drawn pairs, new ones every epoch (the reference code's Trainer; "
-            "SEQ's in-batch negatives vary in length and content); 'length': pairs sorted by total length (far less "
-            "padding, ~3x faster on CPU, but every negative has the positive's length, which changes what SEQ "
-            "learns: on the demo, original->Latin top-10 retrieval 58.3 with 'random' vs 14.6 with 'length' after "
-            "the same updates, see benchmarks/RESULTS.md)"
+            "SEQ's in-batch negatives vary in length and content); 'length': pairs sorted by total length (less "
+            "padding, but every in-batch negative of SEQ then has the positive's length)"
         },
     )
     lang_sampling_temperature: float = field(
@@ -224,11 +224,11 @@ class TranslitAlignTask(FairseqTask):
     @classmethod
     def dictionary_path(cls, data: str) -> str:
         """``DATA/orig/dict.txt``; a model directory's ``dict.txt`` (hub loading passes it as ``data``) also works."""
-        for candidate in (os.path.join(data, "orig", "dict.txt"), os.path.join(data, "dict.txt")):
+        for candidate in (os.path.join(data, ORIG, "dict.txt"), os.path.join(data, "dict.txt")):
             if os.path.isfile(candidate):
                 return candidate
         raise MissingDataError(
-            f"no dictionary under {data!r}: expected {os.path.join(data, 'orig', 'dict.txt')} (written by "
+            f"no dictionary under {data!r}: expected {os.path.join(data, ORIG, 'dict.txt')} (written by "
             "`translit-ppa prepare`); pass the prepared data-bin directory as DATA"
         )
 
@@ -239,7 +239,7 @@ class TranslitAlignTask(FairseqTask):
         data = cfg.data.split(":")[0]
         path = cls.dictionary_path(data)
         dictionary = Dictionary.load(path)
-        latn_dict = os.path.join(data, "latn", "dict.txt")
+        latn_dict = os.path.join(data, LATN, "dict.txt")
         if os.path.isfile(latn_dict) and Dictionary.load(latn_dict).symbols != dictionary.symbols:
             raise PairingError(f"{path} and {latn_dict} differ: both sides must be binarized with the model's "
                                "dictionary (fairseq-preprocess --srcdict MODEL/dict.txt, or prepare --model-dir)")
@@ -334,8 +334,8 @@ class TranslitAlignTask(FairseqTask):
                 f"split {split!r} is empty ({orig_path}.bin has no sentences): prepare a non-empty {split} split or "
                 + ("pass --disable-validation" if split != "train" else "check the input corpus")
             )
-        self._check_pairing(split, {"orig": orig_parts, "latn": latn_parts}, {"orig": orig, "latn": latn})
-        self._check_lengths(split, orig, latn, orig_path)
+        self._check_pairing(split, {ORIG: orig_parts, LATN: latn_parts}, {ORIG: orig, LATN: latn})
+        self._check_lengths(split, orig, latn)
         lang = self._load_lang_ids(split, len(orig), parts=len(orig_parts))
         dataset = TranslitPairDataset(
             orig,
@@ -373,7 +373,7 @@ class TranslitAlignTask(FairseqTask):
             return
         dict_paths = {side: os.path.join(data, side, "dict.txt") for side in SIDES}
         dict_paths = {side: p for side, p in dict_paths.items() if os.path.isfile(p)}
-        parts = len(prefixes["orig"])
+        parts = len(prefixes[ORIG])
         # a split stored in parts (train, train1, ...: fairseq's --combine) is recorded part by part
         unverified = []
         for k in range(parts):
@@ -385,7 +385,7 @@ class TranslitAlignTask(FairseqTask):
         if not unverified:
             logger.info("%s: pairing verified against %s", split, fingerprint.pairing_path(data))
         else:
-            corr = fingerprint.length_correlations(datasets["orig"].sizes, datasets["latn"].sizes)
+            corr = fingerprint.length_correlations(datasets[ORIG].sizes, datasets[LATN].sizes)
             if fingerprint.looks_shifted(corr):
                 raise PairingError(
                     f"split {split!r} looks shifted by one line: the lengths of orig line i agree with latn line i+-1 "
@@ -402,7 +402,9 @@ class TranslitAlignTask(FairseqTask):
                 )
         self._pairing_checked[split] = stamp
 
-    def _check_lengths(self, split: str, orig, latn, orig_path: str) -> None:
+    def _check_lengths(self, split: str, orig, latn) -> None:
+        """Warn about sentences without pieces; a side longer than ``--tokens-per-sample``: warn, or error with
+        ``--long-sequences error``."""
         limit = self.cfg.tokens_per_sample - 1  # the binaries hold pieces + </s>; <s> is added here
         for side, ds in zip(SIDES, (orig, latn)):
             sizes = np.asarray(ds.sizes)
@@ -502,12 +504,13 @@ class TranslitAlignTask(FairseqTask):
         record: dict = {}
         if os.path.isfile(conversion):
             try:
-                record = json.loads(open(conversion, encoding="utf-8").read())
+                with open(conversion, encoding="utf-8") as f:
+                    record = json.load(f)
             except (OSError, ValueError):
                 record = {}
         data = self.cfg.data.split(":")[0]
         pairing = fingerprint.read_pairing(data) or {}
-        data_dicts = {fingerprint.sha256_file(data_dict), pairing.get("dictionary", {}).get("dict_sha256")}
+        data_dicts = {sha256_file(data_dict), pairing.get("dictionary", {}).get("dict_sha256")}
         fix = ("put the model's dict.txt next to the checkpoint, or binarize the data with the model's dictionary "
                "(`translit-ppa prepare/encode --model-dir MODEL_DIR`)")
         theirs = record.get("dict_sha256")

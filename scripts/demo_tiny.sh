@@ -26,7 +26,7 @@ $BIN/translit-ppa convert "$OUT/start-hf" "$OUT/start-fs" --arch translit_robert
 
 step "3/5 prepare the paired corpus (uroman transliteration, binarization, verification)"
 $BIN/translit-ppa prepare --input examples/data/train --group examples/groups/demo-chromium.json \
-  --model-dir "$OUT/start-fs" --output "$OUT/prep" --max-tokens 128 --valid-size 100 --workers 2
+  --model-dir "$OUT/start-fs" --output "$OUT/prep" --max-length 128 --valid-size 100 --workers 2
 
 step "4/5 post-train with MLM(orig) + MLM(Latin) + SEQ + TLM"
 $BIN/fairseq-train "$OUT/prep/data-bin" --user-dir translit_plugin \

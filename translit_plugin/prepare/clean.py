@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,9 @@ class CleanConfig:
     min_chars: int = 1  # drop shorter lines (characters, after cleaning)
 
 
+COUNTS = ("input_lines", "empty", "too_short", "too_long", "duplicate", "modified", "invalid_utf8", "kept")
+
+
 def clean_language(src: Path, out: Path, lang: str, cfg: CleanConfig, progress: bool = True,
                    latn_src: Path | None = None, latn_check=None, lcode: str | None = None) -> dict[str, Any]:
     """Clean one language file (skipped when ``out`` is up to date); return the stage record with counts.
@@ -45,10 +49,6 @@ def clean_language(src: Path, out: Path, lang: str, cfg: CleanConfig, progress: 
 
     Up to date means: same content (sha256) of the input files and same options; sizes and mtimes do not count.
     """
-    from tqdm import tqdm
-
-    from translit_plugin.prepare.chunks import AlignmentError
-
     check = latn_check if latn_src is not None and latn_check is not None and latn_check.lines != 0 else None
     key = stable_key({"input": sha256_file(src), "latn": sha256_file(latn_src) if latn_src else None,
                       "cfg": cfg.__dict__, "latn_check": (check.__dict__, lcode) if check else None, "version": 2})
@@ -56,9 +56,6 @@ def clean_language(src: Path, out: Path, lang: str, cfg: CleanConfig, progress: 
     if record is not None:
         logger.info("clean %s: up to date (%d lines kept)", lang, record["kept"])
         return {**record, "skipped": True}
-    counts = {"input_lines": 0, "empty": 0, "too_short": 0, "too_long": 0, "duplicate": 0, "modified": 0,
-              "invalid_utf8": 0, "kept": 0}
-    seen: set[bytes] = set()
     sample = None
     if check is not None:
         from translit_plugin.prepare.latn_check import PairSample
@@ -66,58 +63,7 @@ def clean_language(src: Path, out: Path, lang: str, cfg: CleanConfig, progress: 
         sample = PairSample(lang, check)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_path(out)
-    total = os.path.getsize(src)
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f, tqdm(
-        total=total, unit="B", unit_scale=True, desc=f"clean {lang}", disable=not progress, leave=False
-    ) as bar:
-        pending = 0
-        latn_lines = iter_raw_lines(latn_src) if latn_src else None
-        for raw in iter_raw_lines(src):
-            latn = None
-            if latn_lines is not None:
-                latn = next(latn_lines, None)
-                if latn is None:
-                    raise AlignmentError(f"{latn_src} has {counts['input_lines']} lines, fewer than {src}; the "
-                                         "transliteration must have exactly one line per input line (a tool that "
-                                         "drops lines or splits/merges them at U+2028, CR, NEL... misaligns them)")
-            counts["input_lines"] += 1
-            pending += len(raw) + 1
-            if pending > (1 << 20):
-                bar.update(min(pending, total - bar.n))
-                pending = 0
-            if "\ufffd" in raw:
-                counts["invalid_utf8"] += 1
-            line = to_single_line(raw)
-            if line != raw.strip(" "):
-                counts["modified"] += 1
-            if not line:
-                counts["empty"] += 1
-                continue
-            if len(line) < cfg.min_chars:
-                counts["too_short"] += 1
-                continue
-            if cfg.max_chars and len(line) > cfg.max_chars:
-                counts["too_long"] += 1
-                continue
-            if cfg.dedupe:
-                digest = hashlib.blake2b(line.encode("utf-8"), digest_size=8).digest()
-                if digest in seen:
-                    counts["duplicate"] += 1
-                    continue
-                seen.add(digest)
-            f.write(line)
-            if latn is not None:
-                latn = to_single_line(latn)
-                f.write("\t" + latn)
-                if sample is not None:
-                    sample.add(counts["input_lines"], line, latn)
-            f.write("\n")
-            counts["kept"] += 1
-        if latn_lines is not None and next(latn_lines, None) is not None:
-            extra = 1 + sum(1 for _ in latn_lines)
-            raise AlignmentError(f"{latn_src} has {counts['input_lines'] + extra} lines, {src} has "
-                                 f"{counts['input_lines']}; the transliteration must have one line per input line")
-        bar.update(total - bar.n)
+    counts = _write_clean(src, latn_src, tmp, lang, cfg, sample, progress)
     checked = None
     if sample is not None:
         from translit_plugin.prepare.latn_check import check_sample
@@ -133,3 +79,84 @@ def clean_language(src: Path, out: Path, lang: str, cfg: CleanConfig, progress: 
                 counts["duplicate"], counts["modified"], counts["invalid_utf8"])
     return write_done(out, key, {"lang": lang, "input": str(src), "latn_input": str(latn_src) if latn_src else None,
                                  "latn_check": checked, **counts})
+
+
+def _write_clean(src: Path, latn_src: Path | None, tmp: Path, lang: str, cfg: CleanConfig, sample,
+                 progress: bool) -> dict[str, int]:
+    """Stream ``src`` (and ``latn_src``) into ``tmp``: the kept lines (``original<TAB>latin`` with a given
+    transliteration, whose pairs also go to ``sample``); return the counts."""
+    from tqdm import tqdm
+
+    counts = dict.fromkeys(COUNTS, 0)
+    seen: set[bytes] = set()
+    total = os.path.getsize(src)
+    with open(tmp, "w", encoding="utf-8", newline="\n") as f, tqdm(
+        total=total, unit="B", unit_scale=True, desc=f"clean {lang}", disable=not progress, leave=False
+    ) as bar:
+        pending = 0
+        for raw, latn in _line_pairs(src, latn_src):
+            counts["input_lines"] += 1
+            pending += len(raw) + 1
+            if pending > (1 << 20):
+                bar.update(min(pending, total - bar.n))
+                pending = 0
+            if "\ufffd" in raw:
+                counts["invalid_utf8"] += 1
+            line = to_single_line(raw)
+            if line != raw.strip(" "):
+                counts["modified"] += 1
+            reason = _drop_reason(line, cfg, seen)
+            if reason is not None:
+                counts[reason] += 1
+                continue
+            f.write(line)
+            if latn is not None:
+                latn = to_single_line(latn)
+                f.write("\t" + latn)
+                if sample is not None:
+                    sample.add(counts["input_lines"], line, latn)
+            f.write("\n")
+            counts["kept"] += 1
+        bar.update(total - bar.n)
+    return counts
+
+
+def _line_pairs(src: Path, latn_src: Path | None) -> Iterator[tuple[str, str | None]]:
+    """Raw lines of ``src``, each with the raw line of the same number in ``latn_src`` (None without one);
+    :class:`~translit_plugin.prepare.chunks.AlignmentError` when the two files have different line counts."""
+    from translit_plugin.prepare.chunks import AlignmentError
+
+    if latn_src is None:
+        for raw in iter_raw_lines(src):
+            yield raw, None
+        return
+    latn_lines = iter_raw_lines(latn_src)
+    n = 0
+    for raw in iter_raw_lines(src):
+        latn = next(latn_lines, None)
+        if latn is None:
+            raise AlignmentError(f"{latn_src} has {n} lines, fewer than {src}; the transliteration must have exactly "
+                                 "one line per input line (a tool that drops lines or splits/merges them at U+2028, "
+                                 "CR, NEL... misaligns them)")
+        n += 1
+        yield raw, latn
+    if next(latn_lines, None) is not None:
+        extra = 1 + sum(1 for _ in latn_lines)
+        raise AlignmentError(f"{latn_src} has {n + extra} lines, {src} has {n}; the transliteration must have one "
+                             "line per input line")
+
+
+def _drop_reason(line: str, cfg: CleanConfig, seen: set[bytes]) -> str | None:
+    """Why a cleaned line is dropped (a key of the counts), or None to keep it (``seen``: digests kept so far)."""
+    if not line:
+        return "empty"
+    if len(line) < cfg.min_chars:
+        return "too_short"
+    if cfg.max_chars and len(line) > cfg.max_chars:
+        return "too_long"
+    if cfg.dedupe:
+        digest = hashlib.blake2b(line.encode("utf-8"), digest_size=8).digest()
+        if digest in seen:
+            return "duplicate"
+        seen.add(digest)
+    return None

@@ -41,15 +41,7 @@ def verify_split(data_bin: Path, split: str, tasks: list[ChunkTask], records: di
         raise AlignmentError(f"{data_bin}/{split}: line counts differ: {counts}, chunk records say {expected} pairs")
 
     starts = np.cumsum([0] + [records[t.name]["kept"] for t in tasks])
-    rng = np.random.default_rng([seed, len(split)])
-    picks = set(rng.choice(expected, size=min(n_samples, expected), replace=False).tolist())
-    boundary_tasks = [i for i, t in enumerate(tasks) if records[t.name]["kept"]]
-    if len(boundary_tasks) > 100:
-        boundary_tasks = sorted(rng.choice(boundary_tasks, size=100, replace=False).tolist())
-    for ti in boundary_tasks:
-        picks.update({int(starts[ti]), int(starts[ti + 1] - 1)})
-    ordered = sorted(picks)
-    retranslit = set(rng.choice(ordered, size=min(n_translit, len(ordered)), replace=False).tolist())
+    ordered, retranslit = _picks(split, tasks, records, starts, n_samples, n_translit, seed)
     encoder = get_encoder(settings)
     by_task: dict[int, list[int]] = {}
     for i in ordered:
@@ -85,3 +77,20 @@ def verify_split(data_bin: Path, split: str, tasks: list[ChunkTask], records: di
     logger.info("verify %s: %d pairs, %d checked (%d re-transliterated): aligned", split, expected, checked,
                 checked_translit)
     return {"pairs": int(expected), "checked": checked, "checked_translit": checked_translit}
+
+
+def _picks(split: str, tasks: list[ChunkTask], records: dict[str, dict[str, Any]], starts: np.ndarray,
+           n_samples: int, n_translit: int, seed: int) -> tuple[list[int], set[int]]:
+    """The pair indices to check (random ones, plus the first and last of up to 100 chunks), sorted, and those of
+    them to re-transliterate; seeded by ``(seed, len(split))``."""
+    expected = int(starts[-1])
+    rng = np.random.default_rng([seed, len(split)])
+    picks = set(rng.choice(expected, size=min(n_samples, expected), replace=False).tolist())
+    boundary_tasks = [i for i, t in enumerate(tasks) if records[t.name]["kept"]]
+    if len(boundary_tasks) > 100:
+        boundary_tasks = sorted(rng.choice(boundary_tasks, size=100, replace=False).tolist())
+    for ti in boundary_tasks:
+        picks.update({int(starts[ti]), int(starts[ti + 1] - 1)})
+    ordered = sorted(picks)
+    retranslit = set(rng.choice(ordered, size=min(n_translit, len(ordered)), replace=False).tolist())
+    return ordered, retranslit

@@ -54,8 +54,6 @@ def child(args) -> dict:
     import torch
     from fairseq.data import Dictionary
 
-    import translit_plugin  # noqa: F401
-    from translit_plugin.hub import _HubTask
     from translit_plugin.models.translit_roberta import TranslitRobertaModel, translit_roberta_base
 
     torch.set_num_threads(args.threads)
@@ -71,7 +69,7 @@ def child(args) -> dict:
                                dropout=0.1, attention_dropout=0.1)
     translit_roberta_base(margs)
     torch.manual_seed(0)
-    model = TranslitRobertaModel.build_model(margs, _HubTask(d, 512)).train()
+    model = TranslitRobertaModel.build_for_dictionary(margs, d, 512).train()
     # the same weights in both variants: the trimmed model's rows are the full model's kept rows
     gen = torch.Generator().manual_seed(1)
     kept = torch.sort(torch.randperm(args.vocab - 5, generator=gen)[: args.kept - 5] + 4).values

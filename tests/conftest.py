@@ -67,7 +67,7 @@ def build_tiny_hf(
     """
     from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM, XLMRobertaModel
 
-    from translit_plugin.start_model import save_hf_tokenizer, train_sentencepiece
+    from translit_plugin.conversion.start_model import save_hf_tokenizer, train_sentencepiece
     from translit_plugin.vocab import expected_vocab_size
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -110,7 +110,7 @@ def tiny_hf_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tiny_hf_dir, tmp_path_factory) -> Path:
-    from translit_plugin.convert import convert_hf_to_fairseq
+    from translit_plugin.conversion.hf_to_fairseq import convert_hf_to_fairseq
 
     out = tmp_path_factory.mktemp("tiny_fs") / "model"
     return convert_hf_to_fairseq(tiny_hf_dir, out, arch="translit_roberta_tiny", check_parity=True)

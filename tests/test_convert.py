@@ -12,7 +12,9 @@ import pytest
 import torch
 from conftest import MULTI_SCRIPT_SENTENCES, build_tiny_hf
 
-from translit_plugin.convert import ConversionError, convert_hf_to_fairseq, export_fairseq_to_hf
+from translit_plugin.conversion import ConversionError
+from translit_plugin.conversion.fairseq_to_hf import export_fairseq_to_hf
+from translit_plugin.conversion.hf_to_fairseq import convert_hf_to_fairseq
 from translit_plugin.hub import from_pretrained
 
 
@@ -181,7 +183,7 @@ def test_non_xlmr_architecture(tiny_hf_dir, tmp_path):
 
 
 def test_dictionary_size_disagrees_with_embeddings(tiny_hf_dir, tmp_path):
-    from translit_plugin.start_model import train_sentencepiece
+    from translit_plugin.conversion.start_model import train_sentencepiece
 
     src = _copy(tiny_hf_dir, tmp_path / "src")
     text = tmp_path / "t.txt"

@@ -13,7 +13,10 @@ import pytest
 import torch
 from conftest import MULTI_SCRIPT_SENTENCES, build_tiny_hf
 
-from translit_plugin.convert import ConversionError, check_hf_config, convert_hf_to_fairseq, export_fairseq_to_hf
+from translit_plugin.conversion import ConversionError
+from translit_plugin.conversion.fairseq_to_hf import export_fairseq_to_hf
+from translit_plugin.conversion.hf_source import check_hf_config
+from translit_plugin.conversion.hf_to_fairseq import convert_hf_to_fairseq
 from translit_plugin.hub import from_pretrained
 from translit_plugin.models.translit_roberta import set_layer_norm_eps
 
@@ -73,7 +76,7 @@ def test_eps_is_what_makes_parity_hold(e5_like_hf, e5_like_model):
 
 def test_bare_logits_compared_with_the_same_fresh_head(e5_like_hf, e5_like_model):
     """The parity check gives HF our head; an HF model with *its own* random head would differ (the old failure)."""
-    from translit_plugin.convert import _give_hf_our_head
+    from translit_plugin.conversion.parity import _give_hf_our_head
 
     hub = from_pretrained(e5_like_model).eval()
     batch, ref = _hf_states(e5_like_hf, MULTI_SCRIPT_SENTENCES[:4], masked_lm=True)

@@ -12,7 +12,8 @@ import pytest
 import torch
 from conftest import DEMO_TRAIN
 
-from translit_plugin.convert import convert_hf_to_fairseq, export_fairseq_to_hf
+from translit_plugin.conversion.fairseq_to_hf import export_fairseq_to_hf
+from translit_plugin.conversion.hf_to_fairseq import convert_hf_to_fairseq
 from translit_plugin.hub import from_pretrained
 
 

@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from translit_plugin.trim import EMB_KEY, HEAD_B_KEY, HEAD_W_KEY, TrimCheckError, TrimError, trim_model_dir, untrim
+from translit_plugin.conversion.keys import EMB_KEY, HEAD_B_KEY, HEAD_W_KEY
+from translit_plugin.conversion.trim import TrimCheckError, TrimError, trim_model_dir, untrim
+from translit_plugin.core.safe_output import UnsafeOutputError
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_TRAIN = REPO / "examples" / "data" / "train"
@@ -26,7 +28,7 @@ N_LINES = 120
 
 
 def _state(path: Path) -> dict:
-    from translit_plugin.convert import load_fairseq_checkpoint
+    from translit_plugin.checkpoint_compat import load_fairseq_checkpoint
 
     return load_fairseq_checkpoint(path)
 
@@ -59,8 +61,8 @@ def _prepare_config(inp: Path, model_dir: Path, out: Path):
     from translit_plugin.prepare.pipeline import PrepareConfig
     from translit_plugin.prepare.sample import SampleConfig
 
-    # max_tokens 60: <s> A </s> B </s> (TLM) fits the tiny model's 128 positions
-    return PrepareConfig(input=inp, model_dir=model_dir, output=out, progress=False, max_tokens=60,
+    # max_length 60: <s> A </s> B </s> (TLM) fits the tiny model's 128 positions
+    return PrepareConfig(input=inp, model_dir=model_dir, output=out, progress=False, max_length=60,
                          sample=SampleConfig(min_sentences=10**6, valid_size=10, chunk_size=50),
                          verify_samples=20, verify_translit=2)
 
@@ -79,7 +81,7 @@ def record(trimmed) -> dict:
 
 # ---------------------------------------------------------------------------------------------------- trimming
 def test_rows_kept_bit_identical_and_record(tiny_model_dir, trimmed, record):
-    from translit_plugin.trim import sha256_file
+    from translit_plugin.core.hashing import sha256_file
 
     full, small = _state(tiny_model_dir / "model.pt")["model"], _state(trimmed / "model.pt")["model"]
     kept = torch.tensor(record["kept_ids"])
@@ -229,7 +231,7 @@ def trained_run(trimmed, tmp_path_factory) -> Path:
 
 
 def test_untrim_round_trip(tiny_model_dir, trimmed, trained_run, record, prepared, tmp_path):
-    from translit_plugin.convert import export_fairseq_to_hf
+    from translit_plugin.conversion.fairseq_to_hf import export_fairseq_to_hf
     from translit_plugin.hub import from_pretrained
 
     out = untrim(trained_run / "checkpoint_best.pt", tiny_model_dir, tmp_path / "full")
@@ -276,7 +278,7 @@ def test_fairseq_train_on_the_trimmed_model_then_untrim_and_export(tiny_model_di
     import subprocess
     import sys
 
-    from translit_plugin.convert import export_fairseq_to_hf
+    from translit_plugin.conversion.fairseq_to_hf import export_fairseq_to_hf
 
     save = tmp_path / "checkpoints"
     cmd = [str(Path(sys.executable).parent / "fairseq-train"), str(prepared_trimmed / "data-bin"),
@@ -359,21 +361,21 @@ def test_trim_bad_inputs(tiny_model_dir, trimmed, tmp_path):
         trim_model_dir(tiny_model_dir, [empty], tmp_path / "o")
     with pytest.raises(TrimError, match="missing model.pt"):
         trim_model_dir(empty, [DEMO_TRAIN / "ell_Grek.txt"], tmp_path / "o")
-    with pytest.raises(TrimError, match="inside the input"):
+    with pytest.raises(UnsafeOutputError, match="inside the input"):
         trim_model_dir(tiny_model_dir, [DEMO_TRAIN / "ell_Grek.txt"], tiny_model_dir / "trimmed")
     with pytest.raises(FileExistsError, match="--force"):
         trim_model_dir(tiny_model_dir, [DEMO_TRAIN / "ell_Grek.txt"], trimmed)
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    with pytest.raises(TrimError, match="not an output of this command"):
+    with pytest.raises(UnsafeOutputError, match="was not written by translit-ppa trim-vocab"):
         trim_model_dir(tiny_model_dir, [DEMO_TRAIN / "ell_Grek.txt"], foreign, force=True)
     assert (foreign / "notes.txt").read_text() == "mine"
 
 
 def test_segmentation_check_names_the_line(tiny_model_dir, tmp_path, monkeypatch):
     """If a line ever segmented differently (an exact score tie), trimming fails naming it and writes nothing."""
-    import translit_plugin.trim as trim
+    import translit_plugin.conversion.trim as trim
 
     real = trim.kept_spm_ids
 
@@ -401,8 +403,8 @@ def test_hub_refuses_a_sentencepiece_model_of_another_vocabulary(tiny_model_dir,
     """A trimmed dict.txt with the full model's sentencepiece file would map the missing pieces to <unk>: refused."""
     import shutil
 
+    from translit_plugin.conversion.trim import trim_model_dir
     from translit_plugin.hub import from_pretrained
-    from translit_plugin.trim import trim_model_dir
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()

@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import collections
 import logging
+import os
 import typing
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -77,3 +79,24 @@ def install() -> None:
     if hasattr(torch.serialization, "add_safe_globals"):
         torch.serialization.add_safe_globals(fairseq_checkpoint_globals())
     _INSTALLED = True
+
+
+def load_fairseq_checkpoint(path: str | os.PathLike) -> dict:
+    """``checkpoint_utils.load_checkpoint_to_cpu`` (fairseq's reading, config upgrade included) with the allow-list
+    installed; a missing file is a ``FileNotFoundError`` naming it."""
+    from fairseq import checkpoint_utils
+
+    install()
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    return checkpoint_utils.load_checkpoint_to_cpu(str(path))
+
+
+def map_checkpoint(path: str | os.PathLike) -> dict:
+    """A fairseq checkpoint's raw contents with the tensors memory-mapped (read only when touched), for a quick look
+    at its config or one tensor's shape; weights-only loading with the allow-list installed."""
+    import torch
+
+    install()
+    return torch.load(path, map_location="cpu", mmap=True)

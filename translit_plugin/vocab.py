@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from translit_plugin.core.files import write_lines
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -54,16 +56,12 @@ def write_fairseq_dict(spm_model: str | os.PathLike, out_path: str | os.PathLike
             "symbols); this model differs, so HF and fairseq ids would not line up"
         )
     pieces = spm_pieces(sp)
-    tmp = Path(str(out_path) + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for i, piece in enumerate(pieces, start=SPM_FIRST_PIECE):
-            # Dictionary.add_from_file splits "piece count" at the last ASCII space and reads lines on \n / \r;
-            # other Unicode whitespace inside a piece is harmless (ids are mapped piece -> index, never re-split).
-            if any(c in piece for c in " \n\r"):
-                raise ValueError(f"{spm_model}: piece {i} {piece!r} has a space or newline; dict.txt cannot hold it")
-            f.write(f"{piece} {i}\n")
-    os.replace(tmp, out_path)
-    return len(pieces)
+    for i, piece in enumerate(pieces, start=SPM_FIRST_PIECE):
+        # Dictionary.add_from_file splits "piece count" at the last ASCII space and reads lines on \n / \r;
+        # other Unicode whitespace inside a piece is harmless (ids are mapped piece -> index, never re-split).
+        if any(c in piece for c in " \n\r"):
+            raise ValueError(f"{spm_model}: piece {i} {piece!r} has a space or newline; dict.txt cannot hold it")
+    return write_lines(Path(out_path), (f"{piece} {i}" for i, piece in enumerate(pieces, start=SPM_FIRST_PIECE)))
 
 
 def expected_vocab_size(spm_model_or_sp) -> int:

@@ -12,25 +12,28 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from translit_plugin.cli.argtypes import POSITIVE, int_at_least
+    from translit_plugin.core.names import DEFAULT_MAX_LENGTH
 
     parser.add_argument("--text", nargs="+", required=True, help="text files (one sentence per line) for sentencepiece")
     parser.add_argument("--output", required=True, help="HF checkpoint directory to write")
     parser.add_argument("--vocab-size", type=int_at_least(8), default=8000,
                         help="sentencepiece pieces (default: %(default)s)")
-    parser.add_argument("--layers", type=POSITIVE, default=2)
-    parser.add_argument("--hidden", type=POSITIVE, default=64, help="hidden size (a multiple of --heads)")
-    parser.add_argument("--heads", type=POSITIVE, default=4)
-    parser.add_argument("--ffn", type=POSITIVE, default=128)
-    parser.add_argument("--max-positions", type=int_at_least(3), default=512)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--force", action="store_true", help="overwrite an existing output directory")
+    parser.add_argument("--layers", type=POSITIVE, default=2, help="transformer layers (default: %(default)s)")
+    parser.add_argument("--hidden", type=POSITIVE, default=64,
+                        help="hidden size, a multiple of --heads (default: %(default)s)")
+    parser.add_argument("--heads", type=POSITIVE, default=4, help="attention heads (default: %(default)s)")
+    parser.add_argument("--ffn", type=POSITIVE, default=128, help="feed-forward size (default: %(default)s)")
+    parser.add_argument("--max-positions", type=int_at_least(3), default=DEFAULT_MAX_LENGTH,
+                        help="longest input in tokens, <s> and </s> included (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the sentencepiece training and the weights (default: %(default)s)")
+    parser.add_argument("--force", action="store_true", help="replace an existing output of this command")
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
+    from translit_plugin.conversion.start_model import build_random_xlmr, train_sentencepiece
+    from translit_plugin.core.files import atomic_write_json
     from translit_plugin.core.safe_output import START_MODEL_MARKER, staged_dir
-    from translit_plugin.start_model import build_random_xlmr, train_sentencepiece
 
     if args.hidden % args.heads:
         raise ValueError(f"--hidden {args.hidden} is not a multiple of --heads {args.heads}")
@@ -46,6 +49,6 @@ def run(args: argparse.Namespace) -> int:
         )
         record = {k: getattr(args, k) for k in ("text", "vocab_size", "layers", "hidden", "heads", "ffn",
                                                 "max_positions", "seed")}
-        (tmp / START_MODEL_MARKER).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        atomic_write_json(tmp / START_MODEL_MARKER, record, indent=2)
     print(f"wrote {out}")
     return 0

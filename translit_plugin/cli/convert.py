@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from translit_plugin.convert import ConversionError, convert_hf_to_fairseq
+    from translit_plugin.conversion import ConversionError
+    from translit_plugin.conversion.hf_to_fairseq import convert_hf_to_fairseq
     from translit_plugin.core.safe_output import CONVERT_MARKER, check_not_input, check_replaceable_dir
 
     # refuse an unsafe output before the (long) conversion; convert_hf_to_fairseq checks again when it writes

@@ -24,7 +24,8 @@ def run(args: argparse.Namespace) -> int:
     import pickle
     import zipfile
 
-    from translit_plugin.convert import ConversionError, export_fairseq_to_hf
+    from translit_plugin.conversion import ConversionError
+    from translit_plugin.conversion.fairseq_to_hf import export_fairseq_to_hf
     from translit_plugin.core.safe_output import EXPORT_MARKER, check_not_input, check_replaceable_dir
 
     checkpoint = Path(args.checkpoint)

@@ -9,25 +9,26 @@ from __future__ import annotations
 
 import sys
 
+from translit_plugin.models.translit_roberta import DEFAULT_LAYER_NORM_EPS
+
 #: model options that change what the network computes (the task checks the same list)
 ARCH_FIELDS = ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads",
                "layer_norm_eps", "activation_fn")  # fmt: skip
 
 
 def network(model_cfg) -> dict:
-    """The ``ARCH_FIELDS`` a model config sets (LayerNorm eps as a float; configs from before the option: 1e-5)."""
+    """The ``ARCH_FIELDS`` a model config sets (LayerNorm eps as a float; configs from before the option: fairseq's
+    1e-5)."""
     values = {name: getattr(model_cfg, name, None) for name in ARCH_FIELDS}
-    values["layer_norm_eps"] = float(values["layer_norm_eps"] or 1e-5)
+    values["layer_norm_eps"] = float(values["layer_norm_eps"] or DEFAULT_LAYER_NORM_EPS)
     return {name: value for name, value in values.items() if value is not None}
 
 
 def checkpoint_network(checkpoint: str) -> dict:
     """:func:`network` of a fairseq checkpoint's saved model config ({} when it saved none)."""
-    import torch
+    from translit_plugin.checkpoint_compat import map_checkpoint
 
-    import translit_plugin.checkpoint_compat  # noqa: F401  (weights-only allow-list for fairseq's config classes)
-
-    state = torch.load(checkpoint, map_location="cpu", mmap=True)
+    state = map_checkpoint(checkpoint)
     model = getattr(state.get("cfg"), "model", None) if state.get("cfg") is not None else None
     return network(model) if model is not None else {}
 

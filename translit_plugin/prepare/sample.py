@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ def sample_size(n: int, cfg: SampleConfig) -> int:
 
 
 def valid_count(k: int, cfg: SampleConfig) -> int:
+    """Validation sentences out of a language's ``k`` sampled ones."""
     return min(cfg.valid_size, int(cfg.valid_max_fraction * k))
 
 
@@ -67,6 +69,7 @@ def choose(n: int, lang: str, cfg: SampleConfig) -> tuple[np.ndarray, np.ndarray
 
 
 def chunk_name(split: str, index: int) -> str:
+    """``{split}-{index:05d}``: a chunk's file name without extension."""
     return f"{split}-{index:05d}"
 
 
@@ -118,8 +121,7 @@ def sample_language(clean_file: Path, clean_record: dict[str, Any], out_dir: Pat
 
 
 def _close(handle: tuple) -> None:
-    import os
-
+    """Close a chunk's temporary file and move it into place."""
     f, path = handle
     tmp = f.name
     f.close()

@@ -160,7 +160,7 @@ def _hash_mmap_prefix(hasher: SideHasher, prefix: str) -> bool:
     return True
 
 
-def side_fingerprint(prefixes: Sequence[str], dataset=None) -> dict[str, Any]:
+def side_fingerprint(prefixes: Sequence[str], dataset: Any = None) -> dict[str, Any]:
     """Side hash of the concatenation of ``prefixes`` (mmap format read directly; other formats through ``dataset``,
     the loaded fairseq dataset of the same prefixes, item by item)."""
     hasher = SideHasher()

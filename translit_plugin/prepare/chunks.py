@@ -20,7 +20,7 @@ import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,10 @@ from translit_plugin.core.hashing import sha1_file, stable_key
 from translit_plugin.core.lines import iter_lines, to_single_line
 from translit_plugin.core.names import LATN, ORIG, SIDES
 from translit_plugin.prepare.records import read_done, write_done
+
+if TYPE_CHECKING:
+    from translit_plugin.prepare.encode import SideEncoder
+    from translit_plugin.transliterate import Transliterator
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +89,8 @@ class ChunkSettings:
 _STATE: dict[str, Any] = {}
 
 
-def get_transliterator(settings: ChunkSettings):
+def get_transliterator(settings: ChunkSettings) -> Transliterator:
+    """This process's uroman (loaded on first use, or inherited through fork)."""
     from translit_plugin.transliterate import Transliterator
 
     tr = _STATE.get("translit")
@@ -94,7 +99,8 @@ def get_transliterator(settings: ChunkSettings):
     return tr
 
 
-def get_encoder(settings: ChunkSettings):
+def get_encoder(settings: ChunkSettings) -> SideEncoder:
+    """This process's encoder for ``settings`` (loaded on first use, or inherited through fork)."""
     from translit_plugin.prepare.encode import SideEncoder
 
     key = (settings.spm_model, settings.dict_path, settings.max_length, settings.overlong)

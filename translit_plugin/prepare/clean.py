@@ -14,12 +14,15 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from translit_plugin.core.files import tmp_path
 from translit_plugin.core.hashing import sha256_file, stable_key
 from translit_plugin.core.lines import iter_raw_lines, to_single_line
 from translit_plugin.prepare.records import read_done, write_done
+
+if TYPE_CHECKING:
+    from translit_plugin.prepare.latn_check import LatnCheckConfig, PairSample
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +40,8 @@ COUNTS = ("input_lines", "empty", "too_short", "too_long", "duplicate", "modifie
 
 
 def clean_language(src: Path, out: Path, lang: str, cfg: CleanConfig, progress: bool = True,
-                   latn_src: Path | None = None, latn_check=None, lcode: str | None = None) -> dict[str, Any]:
+                   latn_src: Path | None = None, latn_check: LatnCheckConfig | None = None,
+                   lcode: str | None = None) -> dict[str, Any]:
     """Clean one language file (skipped when ``out`` is up to date); return the stage record with counts.
 
     With ``latn_src`` (a given transliteration, line i of it = line i of ``src``) both files are read in lockstep and
@@ -81,8 +85,8 @@ def clean_language(src: Path, out: Path, lang: str, cfg: CleanConfig, progress: 
                                  "latn_check": checked, **counts})
 
 
-def _write_clean(src: Path, latn_src: Path | None, tmp: Path, lang: str, cfg: CleanConfig, sample,
-                 progress: bool) -> dict[str, int]:
+def _write_clean(src: Path, latn_src: Path | None, tmp: Path, lang: str, cfg: CleanConfig,
+                 sample: PairSample | None, progress: bool) -> dict[str, int]:
     """Stream ``src`` (and ``latn_src``) into ``tmp``: the kept lines (``original<TAB>latin`` with a given
     transliteration, whose pairs also go to ``sample``); return the counts."""
     from tqdm import tqdm

@@ -24,8 +24,12 @@ import unicodedata
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from translit_plugin.prepare.chunks import AlignmentError
+
+if TYPE_CHECKING:
+    from translit_plugin.transliterate import Transliterator
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +98,7 @@ def _transliterator():
 
 
 def check_sample(lang: str, src: Path, latn_src: Path, sample: PairSample, lcode: str | None,
-                 cfg: LatnCheckConfig, transliterator=None) -> dict:
+                 cfg: LatnCheckConfig, transliterator: Transliterator | None = None) -> dict:
     """Compare the sampled pairs with uroman; raise :class:`LatnMismatchError` if any is below the threshold."""
     tr = transliterator or _transliterator()
     scored = []

@@ -12,19 +12,22 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from translit_plugin.core.names import LATN, ORIG, SIDES
 from translit_plugin.prepare.chunks import AlignmentError, ChunkSettings, ChunkTask, get_encoder, kept_lines
 
+if TYPE_CHECKING:
+    from translit_plugin.transliterate import Transliterator
+
 logger = logging.getLogger(__name__)
 
 
 def verify_split(data_bin: Path, split: str, tasks: list[ChunkTask], records: dict[str, dict[str, Any]],
                  langs: list[str], settings: ChunkSettings, n_samples: int, n_translit: int, seed: int,
-                 transliterator=None) -> dict[str, Any]:
+                 transliterator: Transliterator | None = None) -> dict[str, Any]:
     """Verify one split; return a summary (counts and how many pairs were checked)."""
     from fairseq.data.indexed_dataset import MMapIndexedDataset
 

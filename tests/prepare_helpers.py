@@ -45,7 +45,7 @@ def demo_lines(lang: str, n: int, offset: int = 0) -> list[str]:
 
 def build_model_dir(out: Path) -> Path:
     """``out/sentencepiece.bpe.model`` + ``out/dict.txt`` (unigram, XLM-R layout) trained on demo text; cached."""
-    from translit_plugin.start_model import train_sentencepiece
+    from translit_plugin.conversion.start_model import train_sentencepiece
     from translit_plugin.vocab import write_fairseq_dict
 
     spm_model, dict_txt = out / "sentencepiece.bpe.model", out / "dict.txt"

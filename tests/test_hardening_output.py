@@ -104,7 +104,7 @@ def test_export_missing_or_truncated_checkpoint(run_dir, tmp_path, capsys):
 
 
 def test_errors_inside_the_staging_directory_name_the_output(tmp_path):
-    from translit_plugin.convert import ConversionError
+    from translit_plugin.conversion import ConversionError
     from translit_plugin.core.safe_output import staged_dir
 
     out = tmp_path / "model"
@@ -145,12 +145,12 @@ def test_build_start_model_refuses_unsafe_outputs(tmp_path, capsys):
 
 
 def test_failed_parity_check_is_exit_3_and_writes_nothing(tiny_hf_dir, tmp_path, capsys, monkeypatch):
-    import translit_plugin.convert as conv
+    from translit_plugin.conversion import ConversionError, hf_to_fairseq
 
     def failing(hf_dir, model_dir, *a, **k):
-        raise conv.ConversionError(f"parity check failed for {model_dir}: HF and fairseq differ")
+        raise ConversionError(f"parity check failed for {model_dir}: HF and fairseq differ")
 
-    monkeypatch.setattr(conv, "parity_check", failing)
+    monkeypatch.setattr(hf_to_fairseq, "parity_check", failing)
     out = tmp_path / "fs"
     rc, err = run_cli(capsys, "convert", tiny_hf_dir, out, "--arch", "translit_roberta_tiny")
     assert rc == 3 and f"parity check failed for {out}:" in err and ".tmp-" not in err

@@ -26,7 +26,7 @@ def _build(data: str, crit_kwargs: dict):
     """Task, tiny deterministic model (seed 0, dropout 0) and criterion; same weights in every process."""
     from omegaconf import OmegaConf
 
-    import translit_plugin  # noqa: F401  (registers the components)
+    import translit_plugin.plugin  # noqa: F401  (registers the components)
     from translit_plugin.criterions.mlm_seq_tlm import MlmSeqTlmCriterion
     from translit_plugin.models.translit_roberta import TranslitRobertaModel, translit_roberta_tiny
     from translit_plugin.tasks.translit_align import TranslitAlignConfig, TranslitAlignTask
@@ -141,7 +141,7 @@ def _teacher_checkpoint(data: Path, path: Path) -> str:
     """A fairseq checkpoint of a tiny model with other weights (seed 1) than the trained one (seed 0)."""
     from omegaconf import OmegaConf
 
-    import translit_plugin  # noqa: F401
+    import translit_plugin.plugin  # noqa: F401  (registers the components)
     from translit_plugin.models.translit_roberta import TranslitRobertaModel, translit_roberta_tiny
     from translit_plugin.tasks.translit_align import TranslitAlignConfig, TranslitAlignTask
 

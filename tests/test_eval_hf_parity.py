@@ -10,9 +10,9 @@ import pytest
 import torch
 from eval_fixtures import parallel_dev, write_retrieval
 
-from translit_plugin.evaluation.embedding import embed_sentences
 from translit_plugin.evaluation.results import read_records
 from translit_plugin.evaluation.retrieval import topk_accuracy
+from translit_plugin.hub.encoding import embed_sentences
 
 LANGS = ["eng_Latn", "ell_Grek", "kor_Hang", "ara_Arab"]
 N = 120  # sentences per language: enough that top-1 / top-10 are not all 0 or 1 for a random model

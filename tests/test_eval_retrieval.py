@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from translit_plugin.evaluation.embedding import length_batches, masked_mean, pool, truncate
 from translit_plugin.evaluation.retrieval import align_by_english, bidirectional_scores, topk_accuracy
+from translit_plugin.hub.encoding import length_batches, masked_mean, pool, truncate
 
 
 def _brute_force(q: torch.Tensor, c: torch.Tensor, gold: list[int], k: int) -> float:

@@ -164,7 +164,7 @@ def test_latin_side_shifted_by_one_line_is_refused(built, tiny_model_dir, tmp_pa
 def make_task(data, **overrides):
     from omegaconf import OmegaConf
 
-    import translit_plugin  # noqa: F401
+    import translit_plugin.plugin  # noqa: F401  (registers the components)
     from translit_plugin.tasks.translit_align import TranslitAlignConfig, TranslitAlignTask
 
     return TranslitAlignTask.setup_task(OmegaConf.structured(TranslitAlignConfig(data=str(data), seed=1, **overrides)))

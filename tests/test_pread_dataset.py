@@ -11,7 +11,7 @@ from fairseq.data import indexed_dataset
 from omegaconf import OmegaConf
 from translit_helpers import cached_data_bin, write_split
 
-import translit_plugin  # noqa: F401
+import translit_plugin.plugin  # noqa: F401  (registers the components)
 from translit_plugin.data.pread_dataset import PreadIndexedDataset
 from translit_plugin.tasks.translit_align import TranslitAlignConfig, TranslitAlignTask
 

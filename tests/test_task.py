@@ -8,7 +8,7 @@ import torch
 from omegaconf import OmegaConf
 from translit_helpers import cached_data_bin, write_split
 
-import translit_plugin  # noqa: F401  (registers the components)
+import translit_plugin.plugin  # noqa: F401  (registers the components)
 from translit_plugin.tasks.translit_align import (
     EMBED_KEY,
     LanguageResamplingDataset,

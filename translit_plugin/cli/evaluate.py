@@ -23,7 +23,8 @@ TASKS = ("retrieval", "taxi1500", "sib200", "ner", "pos")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from translit_plugin.cli.argtypes import NONNEG, POSITIVE, int_at_least, positive_float
+    from translit_plugin.cli.argtypes import POSITIVE, int_at_least, positive_float
+    from translit_plugin.core.names import DEFAULT_MAX_LENGTH
 
     parser.description = __doc__
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -45,10 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44, 45, 46],
                         help="fine-tuning seeds (default: %(default)s); ignored for retrieval")
     g = parser.add_argument_group("embeddings (retrieval)")
-    g.add_argument("--layer", type=NONNEG, default=8, help="hidden layer (0 = embeddings) (default: %(default)s)")
-    g.add_argument("--pooling", choices=("mean", "cls"), default="mean", help="(default: %(default)s)")
-    g.add_argument("--embed-batch-size", type=POSITIVE, default=128, help="(default: %(default)s)")
-    g.add_argument("--embed-max-length", type=int_at_least(3), default=512,
+    add_embedding_arguments(g)
+    g.add_argument("--embed-max-length", type=int_at_least(3), default=DEFAULT_MAX_LENGTH,
                    help="tokens incl. <s>, </s> (default: %(default)s)")
     g = parser.add_argument_group("fine-tuning (defaults: the paper's per-task settings)")
     g.add_argument("--max-epochs", type=POSITIVE, default=None, help="taxi1500/sib200 40, ner 5, pos 10")
@@ -72,6 +71,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true", help="exit with status 3 if any result failed")
 
 
+def add_embedding_arguments(parser) -> None:
+    """``--layer``, ``--pooling`` (the retrieval protocol's defaults) and ``--embed-batch-size``."""
+    from translit_plugin.cli.argtypes import NONNEG, POSITIVE
+    from translit_plugin.core.names import CLS, DEFAULT_LAYER, MEAN_WITH_SPECIAL
+
+    parser.add_argument("--layer", type=NONNEG, default=DEFAULT_LAYER,
+                        help="hidden layer (0 = embeddings) (default: %(default)s)")
+    parser.add_argument("--pooling", choices=(MEAN_WITH_SPECIAL, CLS, "mean"), default=MEAN_WITH_SPECIAL,
+                        help="mean over every token including <s> and </s>, or the <s> vector ('mean': deprecated "
+                             "name of mean_with_special) (default: %(default)s)")
+    parser.add_argument("--embed-batch-size", type=POSITIVE, default=128, help="(default: %(default)s)")
+
+
+def pooling_choice(name: str) -> str:
+    """The ``--pooling`` value under its current name (``mean`` is translated, with a warning)."""
+    from translit_plugin.hub.encoding import DEPRECATED_POOLINGS
+
+    if name in DEPRECATED_POOLINGS:
+        logger.warning("--pooling %s is deprecated: it is %s (same vectors)", name, DEPRECATED_POOLINGS[name])
+        return DEPRECATED_POOLINGS[name]
+    return name
+
+
 def build_options(args: argparse.Namespace):
     """Translate parsed arguments into :class:`EvalOptions`."""
     from translit_plugin.evaluation.finetune import default_config
@@ -92,7 +114,7 @@ def build_options(args: argparse.Namespace):
         )
     return EvalOptions(
         task=task, data_dir=args.data_dir, sources=list(args.sources), targets=targets,
-        seeds=list(args.seeds), prefix=args.prefix, layer=args.layer, pooling=args.pooling,
+        seeds=list(args.seeds), prefix=args.prefix, layer=args.layer, pooling=pooling_choice(args.pooling),
         embed_batch_size=args.embed_batch_size, embed_max_length=args.embed_max_length, finetune=finetune,
         select_metric=args.select_metric, max_train_examples=args.max_train_examples,
         max_eval_examples=args.max_eval_examples, device=args.device or default_device(),

@@ -2,7 +2,7 @@
 
 Inputs: the training run directory (its ``checkpoint*.pt``) and a Tatoeba directory (``tatoeba.{L}-eng_Latn.{L}`` /
 ``.eng_Latn``). Scores each checkpoint by the mean over target languages of top-10 accuracy of target-language
-queries against English candidates (layer 8, mean pooling), caching per checkpoint in
+queries against English candidates (layer 8, mean_with_special pooling), caching per checkpoint in
 ``RUN_DIR/select_checkpoint_cache.json``. Prints the table and writes ``--output`` (default
 ``RUN_DIR/selected_checkpoint.json``) naming the best checkpoint.
 """
@@ -19,7 +19,8 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from translit_plugin.cli.argtypes import NONNEG, POSITIVE
+    from translit_plugin.cli.argtypes import POSITIVE
+    from translit_plugin.cli.evaluate import add_embedding_arguments
 
     parser.description = __doc__
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -30,9 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pattern", default="checkpoint*.pt", help="checkpoint glob (default: %(default)s)")
     parser.add_argument("--prefix", default="tatoeba", help="retrieval file prefix (default: %(default)s)")
     parser.add_argument("--targets", nargs="+", default=None, help="languages (default: every one found)")
-    parser.add_argument("--layer", type=NONNEG, default=8, help="(default: %(default)s)")
-    parser.add_argument("--pooling", choices=("mean", "cls"), default="mean", help="(default: %(default)s)")
-    parser.add_argument("--embed-batch-size", type=POSITIVE, default=128, help="(default: %(default)s)")
+    add_embedding_arguments(parser)
     parser.add_argument("--max-eval-examples", type=POSITIVE, default=None, help="first N sentences per language")
     parser.add_argument("--cache", type=Path, default=None,
                         help="score cache (default: RUN_DIR/select_checkpoint_cache.json)")
@@ -42,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from translit_plugin.cli.evaluate import pooling_choice
+    from translit_plugin.core.files import atomic_write_json
     from translit_plugin.core.safe_output import check_file_output
     from translit_plugin.evaluation.models import default_device
     from translit_plugin.evaluation.runner import EvalOptions
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     check_file_output(args.cache or args.run_dir / CACHE_NAME, inputs, "--cache", lambda p: _json_with(p, None),
                       "a select-checkpoint score cache (delete it to start afresh)", allow_inside=False)
     opts = EvalOptions(task="tatoeba", data_dir=args.data_dir, targets=args.targets, prefix=args.prefix,
-                       layer=args.layer, pooling=args.pooling, embed_batch_size=args.embed_batch_size,
+                       layer=args.layer, pooling=pooling_choice(args.pooling), embed_batch_size=args.embed_batch_size,
                        max_eval_examples=args.max_eval_examples, device=args.device or default_device(),
                        progress=not args.no_progress)
     sel = select_checkpoint(args.run_dir, opts, model_dir=args.model_dir, cache_path=args.cache,
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         out.write(f"{name:<{width}}  {100 * s['score']:6.2f}{mark}\n")
     for name, msg in sel.failed.items():
         out.write(f"{name:<{width}}  failed: {msg}\n")
-    path.write_text(json.dumps(sel.to_dict(), indent=1), encoding="utf-8")
+    atomic_write_json(path, sel.to_dict(), indent=1)
     logger.info("best: %s (%.2f); written to %s", sel.best, 100 * sel.best_score, path)
     if sel.failed:
         logger.warning("%d checkpoint(s) could not be scored and were skipped: %s", len(sel.failed),

@@ -5,7 +5,6 @@ Modules, from pure to wired:
 - ``readers``: the dataset layouts users hold (SR-B / Tatoeba, Taxi1500, SIB-200, WikiAnn / UD tagging files).
 - ``metrics``: macro-F1, seqeval F1 (paper-compatible) and token-level accuracy / macro-F1.
 - ``retrieval``: cosine top-k retrieval in both directions, English-side alignment for non-English sources.
-- ``embedding``: sentence embeddings from a fairseq encoder (layer, pooling, length-sorted batching).
 - ``finetune``: sequence and token classification fine-tuning in plain PyTorch (seeded, early stopping on dev).
 - ``models``: load our model directories, fairseq checkpoints or HF directories (converted on the fly).
 - ``results``: the resumable JSON-lines results store.
@@ -13,5 +12,6 @@ Modules, from pure to wired:
 - ``selection``: checkpoint selection by Tatoeba top-10 with a per-checkpoint score cache.
 - ``report``: paper-style tables (Markdown, LaTeX, CSV) and heatmaps.
 
-Nothing here is imported when fairseq loads the plugin; heavy dependencies load inside the functions using them.
+Sentence vectors come from the hub (:func:`translit_plugin.hub.encoding.embed_sentences`).  Nothing here is imported
+when fairseq loads the plugin; heavy dependencies load inside the functions using them.
 """

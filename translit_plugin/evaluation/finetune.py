@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from .embedding import collate, truncate
+from translit_plugin.hub.encoding import collate, truncate
+
 from .readers import ClassificationData, TaggingData
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,8 @@ class FinetuneConfig:
         return asdict(self)
 
 
-#: The paper's settings (shared/notes/eval-formats.md).
+#: The paper's per-task settings: learning rate, batch size, gradient accumulation, epochs, max length (subword
+#: tokens including <s> and </s>).
 TASK_DEFAULTS: dict[str, dict] = {
     "taxi1500": dict(lr=1e-5, batch_size=32, grad_accum=1, max_epochs=40, max_length=100),
     "sib200": dict(lr=1e-5, batch_size=32, grad_accum=1, max_epochs=40, max_length=160),

@@ -14,11 +14,12 @@ NAME defaults to the directory name (or ``dir/checkpoint`` stem) and is the mode
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from translit_plugin.core.hashing import sha256_file, stable_key
 
 logger = logging.getLogger(__name__)
 
@@ -67,19 +68,13 @@ def parse_model_specs(texts: list[str]) -> list[ModelSpec]:
 
 def _fingerprint(hf_dir: Path) -> str:
     """Path and content of every file of ``hf_dir`` (never size / mtime, which an in-place edit can keep)."""
-    h = hashlib.sha256(str(hf_dir.resolve()).encode())
-    for f in sorted(hf_dir.iterdir()):
-        if f.is_file():
-            h.update(f"\0{f.name}\0".encode())
-            with open(f, "rb") as fh:
-                while block := fh.read(1 << 22):
-                    h.update(block)
-    return h.hexdigest()[:16]
+    files = {f.name: sha256_file(f) for f in sorted(hf_dir.iterdir()) if f.is_file()}
+    return stable_key({"path": str(hf_dir.resolve()), "files": files})[:16]
 
 
 def converted_dir(hf_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
     """Convert an HF directory to a fairseq model directory in the cache (once) and return that directory."""
-    from translit_plugin.convert import convert_hf_to_fairseq
+    from translit_plugin.conversion.hf_to_fairseq import convert_hf_to_fairseq
 
     hf_dir = Path(hf_dir)
     out = Path(cache_dir or DEFAULT_CACHE) / f"{hf_dir.resolve().name}-{_fingerprint(hf_dir)}"

@@ -1,4 +1,4 @@
-"""Readers for the evaluation datasets, in the exact layouts users hold (see ``shared/notes/eval-formats.md``).
+"""Readers for the evaluation datasets, in the layouts users already hold:
 
 - Retrieval (SR-B / Tatoeba): ``{prefix}.{L}-eng_Latn.{L}`` and ``{prefix}.{L}-eng_Latn.eng_Latn``, line-parallel.
 - Language lists: ``lang_Script\\t{0|1}`` per line.

@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from translit_plugin.core.names import DEFAULT_LAYER, DEFAULT_MAX_LENGTH, MEAN_WITH_SPECIAL
+
 from .finetune import FinetuneConfig
 from .readers import ENGLISH, EvalDataError
 from .results import ResultStore, make_key
@@ -23,7 +25,9 @@ logger = logging.getLogger(__name__)
 RETRIEVAL_TASKS = {"sr-b": "bible", "tatoeba": "tatoeba"}
 CLASSIFICATION_TASKS = ("taxi1500", "sib200")
 TAGGING_TASKS = ("ner", "pos")
-ALL_TASKS = (*RETRIEVAL_TASKS, *CLASSIFICATION_TASKS, *TAGGING_TASKS)
+#: How results files and selection caches record a pooling whose name changed, so files written before the
+#: rename keep their keys (a rerun still skips what they hold).
+RECORDED_POOLING = {MEAN_WITH_SPECIAL: "mean"}
 
 
 @dataclass
@@ -37,10 +41,10 @@ class EvalOptions:
     seeds: list[int] = field(default_factory=lambda: [42, 43, 44, 45, 46])
     # retrieval
     prefix: str | None = None  # file prefix; default from the task (bible / tatoeba)
-    layer: int = 8
-    pooling: str = "mean"
+    layer: int = DEFAULT_LAYER
+    pooling: str = MEAN_WITH_SPECIAL
     embed_batch_size: int = 128
-    embed_max_length: int = 512
+    embed_max_length: int = DEFAULT_MAX_LENGTH
     ks: tuple[int, ...] = (1, 5, 10)
     # fine-tuning
     finetune: FinetuneConfig | None = None
@@ -55,7 +59,7 @@ class EvalOptions:
         cfg = {"model_path": model_path, "data_dir": str(Path(self.data_dir).resolve()),
                "max_eval_examples": self.max_eval_examples}
         if self.task in RETRIEVAL_TASKS:
-            cfg.update(prefix=self.file_prefix, layer=self.layer, pooling=self.pooling,
+            cfg.update(prefix=self.file_prefix, layer=self.layer, pooling=self.recorded_pooling,
                        max_length=self.embed_max_length, ks=list(self.ks))
         else:
             ft = self.finetune.to_dict()
@@ -64,6 +68,11 @@ class EvalOptions:
             if self.task in TAGGING_TASKS:
                 cfg["select_metric"] = self.select_metric
         return cfg
+
+    @property
+    def recorded_pooling(self) -> str:
+        """The pooling's name in results files and selection caches (see :data:`RECORDED_POOLING`)."""
+        return RECORDED_POOLING.get(self.pooling, self.pooling)
 
     @property
     def file_prefix(self) -> str:
@@ -179,7 +188,7 @@ def run_retrieval(
 
 def hub_embedder(hub, opts: EvalOptions) -> Callable[[list[str], str], object]:
     """``embed(sentences, cache_tag)`` over a hub model with an in-memory cache per tag."""
-    from .embedding import embed_sentences
+    from translit_plugin.hub.encoding import embed_sentences
 
     cache: dict[str, object] = {}
 

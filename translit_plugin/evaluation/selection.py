@@ -17,6 +17,8 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from translit_plugin.core.files import atomic_write_json
+
 from .readers import ENGLISH
 
 logger = logging.getLogger(__name__)
@@ -81,14 +83,13 @@ def _load_cache(path: Path) -> dict:
 
 
 def _save_cache(path: Path, cache: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(cache, indent=1, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_json(path, cache, indent=1, sort_keys=True)
 
 
 def score_hub(hub, data_dir, targets: list[str], opts) -> dict[str, float]:
     """Tatoeba ``tgt2src_top10`` per target language for one loaded model (English candidates)."""
-    from .embedding import embed_sentences
+    from translit_plugin.hub.encoding import embed_sentences
+
     from .readers import read_retrieval_pair
     from .retrieval import topk_accuracy
 
@@ -124,7 +125,7 @@ def select_checkpoint(
     cache = _load_cache(cache_path)
     targets = retrieval_targets(opts)
     settings = {"data_dir": str(Path(opts.data_dir).resolve()), "targets": targets, "prefix": opts.file_prefix,
-                "layer": opts.layer, "pooling": opts.pooling, "max_length": opts.embed_max_length,
+                "layer": opts.layer, "pooling": opts.recorded_pooling, "max_length": opts.embed_max_length,
                 "max_eval_examples": opts.max_eval_examples}
     chash = config_hash(settings)
     scores: dict[str, dict] = {}

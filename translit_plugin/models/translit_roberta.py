@@ -27,6 +27,8 @@ from fairseq.models import register_model, register_model_architecture
 from fairseq.models.roberta.model import RobertaEncoder, RobertaModel, base_architecture
 from torch import Tensor
 
+from translit_plugin.core.names import DEFAULT_MAX_LENGTH
+
 logger = logging.getLogger(__name__)
 
 #: fairseq's (and XLM-R's) LayerNorm epsilon; HF checkpoints may differ (multilingual-e5: 1e-12).
@@ -161,22 +163,42 @@ class TranslitRobertaModel(RobertaModel):
             OmegaConf.set_struct(args, True)
         return cls(args, encoder)
 
-    def forward(
-        self,
-        src_tokens: Tensor,
-        features_only: bool = False,
-        return_all_hiddens: bool = False,
-        classification_head_name: str | None = None,
-        **kwargs,
-    ):
-        return super().forward(src_tokens, features_only, return_all_hiddens, classification_head_name, **kwargs)
+    @classmethod
+    def build_for_dictionary(cls, model_cfg, dictionary, max_positions: int | None = None) -> TranslitRobertaModel:
+        """The network ``model_cfg`` describes over ``dictionary``, outside training (random weights).
+
+        ``max_positions`` defaults to the config's (else :data:`~translit_plugin.core.names.DEFAULT_MAX_LENGTH`).
+        """
+        if max_positions is None:
+            max_positions = int(getattr(model_cfg, "max_positions", None) or DEFAULT_MAX_LENGTH)
+        return cls.build_model(model_cfg, DictionaryTask(dictionary, max_positions))
 
     @classmethod
-    def from_pretrained(cls, model_name_or_path: str, checkpoint_file: str = "model.pt", **kwargs):
-        """Load a model directory made by ``translit-ppa convert`` (or a training run) as a hub interface."""
-        from translit_plugin.hub import from_pretrained
+    def from_state(cls, state: dict, dictionary) -> TranslitRobertaModel:
+        """The model a loaded fairseq checkpoint holds (``state["cfg"].model``, weights ``state["model"]``, strict)."""
+        model_cfg = state["cfg"].model
+        model = cls.build_for_dictionary(model_cfg, dictionary)
+        model.load_state_dict(state["model"], strict=True, model_cfg=model_cfg)
+        return model
 
-        return from_pretrained(model_name_or_path, checkpoint_file=checkpoint_file, **kwargs)
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """Not here: :func:`translit_plugin.hub.from_pretrained` loads a model with its tokenizer (fairseq's
+        RoBERTa version would pick another tokenizer)."""
+        raise NotImplementedError("load models with translit_plugin.hub.from_pretrained")
+
+
+class DictionaryTask:
+    """What :meth:`TranslitRobertaModel.build_model` needs from a fairseq task, without data: the dictionary and the
+    positions limit."""
+
+    def __init__(self, dictionary, max_positions: int) -> None:
+        self.source_dictionary = dictionary
+        self.target_dictionary = dictionary
+        self._max_positions = max_positions
+
+    def max_positions(self) -> int:
+        return self._max_positions
 
 
 def _xlmr_defaults(args) -> None:

@@ -1,11 +1,11 @@
-"""Sentence embeddings from a fairseq RoBERTa-style encoder, as the Glot500 retrieval code computes them.
+"""Token ids and sentence vectors from a hub model, as the Glot500 retrieval code computes them.
 
 Each sentence is encoded as ``<s> pieces </s>`` (truncated to ``max_length`` keeping ``</s>``), run through the
 encoder, and the hidden states of one layer (``inner_states[layer]``, which equals HF ``hidden_states[layer]``;
-0 = embedding output) are pooled: ``mean`` over every non-padding position including ``<s>`` and ``</s>`` (the
-reference's attention-mask mean), ``mean_no_special`` (the same without ``<s>``/``</s>``: the SEQ training
-objective's pooling), or ``cls`` = the ``<s>`` state.  :meth:`translit_plugin.hub.TranslitHubInterface.embed` is this
-function.
+0 = embedding output) are pooled (names in :mod:`translit_plugin.core.names`): ``mean_with_special`` over every
+non-padding position including ``<s>`` and ``</s>`` (the reference's attention-mask mean), ``mean_no_special`` (the
+same without ``<s>``/``</s>``: the SEQ training objective's pooling), or ``cls`` = the ``<s>`` state.
+:meth:`translit_plugin.hub.TranslitHubInterface.embed` and the evaluation commands use :func:`embed_sentences`.
 
 Batches are formed from length-sorted sentences by default (far less padding; results are unchanged because
 padding is masked), and rows are returned in input order.
@@ -14,13 +14,36 @@ padding is masked), and rows are returned in input order.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
 
+from translit_plugin.core.names import (
+    CLS,
+    DEFAULT_LAYER,
+    DEFAULT_MAX_LENGTH,
+    MEAN_NO_SPECIAL,
+    MEAN_WITH_SPECIAL,
+    POOLINGS,
+    check_layer,
+)
+
 logger = logging.getLogger(__name__)
 
-POOLINGS = ("mean", "mean_no_special", "cls")
+#: Old pooling names still accepted, with a warning: ``mean`` included ``<s>``/``</s>``.
+DEPRECATED_POOLINGS = {"mean": MEAN_WITH_SPECIAL}
+
+
+def pooling_name(pooling: str) -> str:
+    """``pooling`` if it is one of :data:`POOLINGS`; a deprecated name is translated with a ``FutureWarning``."""
+    if pooling in DEPRECATED_POOLINGS:
+        new = DEPRECATED_POOLINGS[pooling]
+        warnings.warn(f"pooling {pooling!r} is deprecated; it is {new!r}", FutureWarning, stacklevel=3)
+        return new
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}")
+    return pooling
 
 
 def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -29,14 +52,19 @@ def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (states.float() * m).sum(dim=1) / m.sum(dim=1).clamp_min(1.0)
 
 
-def pool(states: torch.Tensor, mask: torch.Tensor, pooling: str = "mean") -> torch.Tensor:
-    """Pool B x T x C hidden states to B x C: mean over ``mask`` or ``cls`` (position 0, ``<s>``).
+def pooling_mask(tokens: torch.Tensor, pooling: str, pad: int, bos: int, eos: int) -> torch.Tensor:
+    """B x T bool: the positions ``pooling`` averages (non-padding; without ``<s>``/``</s>`` for mean_no_special)."""
+    mask = tokens.ne(pad)
+    if pooling == MEAN_NO_SPECIAL:
+        mask &= tokens.ne(bos) & tokens.ne(eos)
+    return mask
 
-    For ``mean_no_special`` the caller's ``mask`` already excludes ``<s>``/``</s>`` (see :func:`embed_sentences`).
-    """
-    if pooling in ("mean", "mean_no_special"):
+
+def pool(states: torch.Tensor, mask: torch.Tensor, pooling: str = MEAN_WITH_SPECIAL) -> torch.Tensor:
+    """Pool B x T x C hidden states to B x C: mean over ``mask`` (see :func:`pooling_mask`) or ``cls`` (``<s>``)."""
+    if pooling in (MEAN_WITH_SPECIAL, MEAN_NO_SPECIAL):
         return masked_mean(states, mask)
-    if pooling == "cls":
+    if pooling == CLS:
         return states[:, 0].float()
     raise ValueError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}")
 
@@ -72,10 +100,10 @@ def length_batches(lengths: Sequence[int], batch_size: int, sort_by_length: bool
 def embed_sentences(
     hub,
     sentences: Sequence[str],
-    layer: int = 8,
-    pooling: str = "mean",
+    layer: int = DEFAULT_LAYER,
+    pooling: str = MEAN_WITH_SPECIAL,
     batch_size: int = 128,
-    max_length: int = 512,
+    max_length: int = DEFAULT_MAX_LENGTH,
     sort_by_length: bool = True,
     device: str | torch.device | None = None,
     progress: bool = True,
@@ -83,36 +111,30 @@ def embed_sentences(
 ) -> torch.Tensor:
     """Embed ``sentences`` with ``hub`` (a hub interface: ``.model``, ``.dictionary``, ``.encode``) -> N x C float32.
 
-    ``layer`` indexes ``inner_states`` (0 = embeddings, k = output of layer k; negative counts from the top).
+    ``layer`` indexes ``inner_states`` (0 = embeddings, k = output of layer k).
     """
     from tqdm import tqdm
 
-    if pooling not in POOLINGS:
-        raise ValueError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}")
+    pooling = pooling_name(pooling)
     if not sentences:
         raise ValueError("no sentences to embed")
     model = hub.model
+    check_layer(layer, len(model.encoder.sentence_encoder.layers))
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
-    pad, eos = hub.dictionary.pad(), hub.dictionary.eos()
+    d = hub.dictionary
     max_length = min(max_length, getattr(hub, "max_positions", max_length))
-    ids = encode_all(hub.encode, sentences, max_length, eos)
+    ids = encode_all(hub.encode, sentences, max_length, d.eos())
     out: torch.Tensor | None = None
     batches = length_batches([t.numel() for t in ids], batch_size, sort_by_length)
     try:
         for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
-            tokens = collate([ids[i] for i in batch], pad).to(device)  # B x T
+            tokens = collate([ids[i] for i in batch], d.pad()).to(device)  # B x T
             # the layers above ``layer`` change nothing here: translit_roberta stops after it
-            stop = {"max_layer": layer} if layer >= 0 else {}
-            _, extra = model(tokens, features_only=True, return_all_hiddens=True, **stop)
-            inner = extra["inner_states"]
-            if not -len(inner) <= layer < len(inner):
-                raise ValueError(f"layer {layer} out of range: the model has {len(inner) - 1} layers (0 = embeddings)")
-            states = inner[layer].transpose(0, 1)  # T x B x C -> B x T x C
-            mask = tokens.ne(pad)  # B x T
-            if pooling == "mean_no_special":
-                mask &= tokens.ne(hub.dictionary.bos()) & tokens.ne(eos)
+            _, extra = model(tokens, features_only=True, return_all_hiddens=True, max_layer=layer)
+            states = extra["inner_states"][layer].transpose(0, 1)  # T x B x C -> B x T x C
+            mask = pooling_mask(tokens, pooling, d.pad(), d.bos(), d.eos())
             vecs = pool(states, mask, pooling).cpu()
             if out is None:
                 out = torch.empty(len(sentences), vecs.size(1), dtype=torch.float32)

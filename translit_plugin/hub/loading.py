@@ -1,0 +1,67 @@
+"""Load a model directory or a training checkpoint as a :class:`~translit_plugin.hub.TranslitHubInterface`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from .interface import TranslitHubInterface
+
+logger = logging.getLogger(__name__)
+
+
+def find_dictionary(model_dir: Path, cfg) -> Path:
+    """``dict.txt`` of ``model_dir``, else of the data directory the checkpoint was trained on."""
+    candidates = [model_dir / "dict.txt"]
+    data = getattr(getattr(cfg, "task", None), "data", None)
+    if data:
+        first = str(data).split(os.pathsep)[0]
+        candidates += [Path(first) / "dict.txt", Path(first) / "orig" / "dict.txt"]
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise FileNotFoundError(
+        "dict.txt not found (looked in " + ", ".join(str(c) for c in candidates) + "); pass dictionary=PATH"
+    )
+
+
+def from_pretrained(
+    model_name_or_path: str | os.PathLike,
+    checkpoint_file: str = "model.pt",
+    sentencepiece_model: str | os.PathLike | None = None,
+    dictionary: str | os.PathLike | None = None,
+    **unused,
+) -> TranslitHubInterface:
+    """Load ``model_name_or_path/checkpoint_file`` (a model directory or a training run's checkpoint directory).
+
+    ``sentencepiece_model`` and ``dictionary`` default to the files in ``model_name_or_path`` (a converted model
+    directory has both); for a training run's ``checkpoints/`` pass the start model's files.
+    """
+    from fairseq import checkpoint_utils
+    from fairseq.data import Dictionary
+
+    import translit_plugin.plugin  # noqa: F401  (registers the model, installs the checkpoint allow-list)
+    from translit_plugin.models.translit_roberta import TranslitRobertaModel
+
+    model_dir = Path(model_name_or_path)
+    ckpt = Path(checkpoint_file) if Path(checkpoint_file).is_absolute() else model_dir / checkpoint_file
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {ckpt}")
+    spm_path = Path(sentencepiece_model) if sentencepiece_model else model_dir / "sentencepiece.bpe.model"
+    if not spm_path.is_file():
+        raise FileNotFoundError(f"sentencepiece model not found: {spm_path}; pass sentencepiece_model=PATH")
+    state = checkpoint_utils.load_checkpoint_to_cpu(str(ckpt))
+    cfg = state["cfg"]
+    dict_path = Path(dictionary) if dictionary else find_dictionary(model_dir, cfg)
+    d = Dictionary.load(str(dict_path))
+    d.add_symbol("<mask>")
+    emb_rows = state["model"]["encoder.sentence_encoder.embed_tokens.weight"].shape[0]
+    if len(d) != emb_rows:
+        raise ValueError(
+            f"{dict_path}: dictionary has {len(d)} entries (with <mask>) but {ckpt} has {emb_rows} embedding rows; "
+            "the dictionary does not belong to this checkpoint"
+        )
+    model = TranslitRobertaModel.from_state(state, d)
+    logger.info("loaded %s (%d layers, vocab %d)", ckpt, len(model.encoder.sentence_encoder.layers), len(d))
+    return TranslitHubInterface(cfg, model, d, spm_path)

@@ -1,0 +1,17 @@
+"""The fairseq side of the package: registers the ``translit_roberta`` model, the ``translit_align`` task and the
+``mlm_seq_tlm`` criterion, and makes fairseq checkpoints loadable on torch >= 2.6
+(:mod:`translit_plugin.checkpoint_compat`).
+
+``fairseq-train --user-dir translit_plugin`` imports it through ``translit_plugin/__init__.py``.  Code that builds or
+loads models in its own process (the hub, evaluation, tests) imports it explicitly: ``import translit_plugin.plugin``.
+"""
+
+import logging
+
+from translit_plugin import checkpoint_compat
+
+# fairseq's speech task logs an install hint for tensorboardX at import time; it concerns none of our commands.
+logging.getLogger("fairseq.tasks.text_to_speech").setLevel(logging.WARNING)
+checkpoint_compat.install()
+
+from translit_plugin import criterions, models, tasks  # noqa: E402,F401  (registration happens on import)

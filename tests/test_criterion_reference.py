@@ -76,7 +76,6 @@ def reference_objective(hf, batch, seq_layer, pooling="mean", cosine=False, tau=
 CASES = {
     "reference_defaults": dict(seq_layer=1),
     "cls_cosine_tau": dict(seq_layer=2, seq_pooling="cls", seq_similarity="cosine", seq_temperature=0.1),
-    "stacked_encoder": dict(seq_layer=2, encoder_batching="stacked"),
     # every pass in length-sorted chunks of <= 40 padded tokens (several chunks per stream on this batch)
     "chunked_passes": dict(seq_layer=2, encoder_chunk_tokens=40),
 }
@@ -123,12 +122,9 @@ def test_zero_weights_skip_their_forward(setup):
         _, _, log = MlmSeqTlmCriterion(task, seq_layer=1, seq_weight=0, tlm_weight=0)(fs_model, batch)
         assert len(calls) == 2 and "seq_loss" not in log and "mlm_tlm_sum" not in log
         calls.clear()
-        # MLM + TLM: three passes; MLM + SEQ + TLM stacked: two passes (orig+latn together, tlm)
+        # MLM + TLM: three passes
         MlmSeqTlmCriterion(task, seq_layer=1, seq_weight=0)(fs_model, batch)
         assert len(calls) == 3
-        calls.clear()
-        MlmSeqTlmCriterion(task, seq_layer=1, encoder_batching="stacked")(fs_model, batch)
-        assert len(calls) == 2 and calls[0][0] == 2 * batch["nsentences"]
     finally:
         handle.remove()
     with pytest.raises(ValueError, match="--seq-layer 8 but the model has 2 layers"):

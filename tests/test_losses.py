@@ -7,14 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from translit_plugin.losses import (
-    SEQ_REFERENCE_SCALE,
-    content_mask,
-    mask_tokens,
-    pool_hidden,
-    retrieval_correct,
-    seq_contrastive_loss,
-)
+from translit_plugin.method.masking import content_mask, mask_tokens
+from translit_plugin.method.pooling import pool_hidden
+from translit_plugin.method.terms.seq import SEQ_REFERENCE_SCALE, retrieval_correct, seq_contrastive_loss
 
 BOS, PAD, EOS, UNK, MASK = 0, 1, 2, 3, 99
 
@@ -200,7 +195,7 @@ def _anchor_reference(student, teacher, loss, temperature):
 
 @pytest.mark.parametrize("kind", ["mse", "cosine", "infonce"])
 def test_anchor_loss_matches_plain_reference(kind):
-    from translit_plugin.losses import anchor_loss
+    from translit_plugin.method.terms.anchor import anchor_loss
 
     g = torch.Generator().manual_seed(7)
     student = torch.randn(6, 5, generator=g)
@@ -213,7 +208,7 @@ def test_anchor_loss_matches_plain_reference(kind):
 @pytest.mark.parametrize("kind", ["mse", "cosine", "infonce"])
 def test_anchor_loss_rows_add_up_to_the_whole(kind):
     """Workers compute their own rows against the gathered teacher vectors, normalised by the global count."""
-    from translit_plugin.losses import anchor_loss
+    from translit_plugin.method.terms.anchor import anchor_loss
 
     g = torch.Generator().manual_seed(3)
     student = torch.randn(7, 4, generator=g, requires_grad=True)
@@ -227,7 +222,7 @@ def test_anchor_loss_rows_add_up_to_the_whole(kind):
 
 
 def test_anchor_loss_teacher_gets_no_gradient_and_bad_input_is_refused():
-    from translit_plugin.losses import anchor_loss
+    from translit_plugin.method.terms.anchor import anchor_loss
 
     teacher = torch.randn(3, 4, requires_grad=True)
     anchor_loss(torch.randn(3, 4, requires_grad=True), teacher, loss="infonce").backward()

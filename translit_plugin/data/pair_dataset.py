@@ -5,7 +5,7 @@ Input: two line-aligned fairseq datasets (``DATA/orig/<split>`` and ``DATA/latn/
 ``(seed, epoch, i)``:
 
 * ``orig``: ``<s> o </s>`` truncated to ``max_positions`` (keeping the final ``</s>``, as the HF tokenizer does),
-  masked (:func:`translit_plugin.losses.mask_tokens`);
+  masked (:func:`translit_plugin.method.masking.mask_tokens`);
 * ``latn``: the same for the transliteration;
 * ``tlm``: the unmasked sides concatenated in a random order, ``<s> A </s> B </s>`` (the reference drops B's ``<s>``),
   cut to ``max_positions``, then masked independently of the two single streams.  Positions continue through B by
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from fairseq.data import FairseqDataset, data_utils
 
-from translit_plugin.losses import mask_tokens
+from translit_plugin.method.masking import mask_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ _CHUNK = 1 << 16  # pairs per chunk when building the per-pair size array (small
 
 @dataclass
 class MaskingConfig:
-    """MLM masking settings shared by the three streams (see :func:`translit_plugin.losses.mask_tokens`)."""
+    """MLM masking settings shared by the three streams (see :func:`translit_plugin.method.masking.mask_tokens`)."""
 
     mask_prob: float = 0.15
     leave_unmasked_prob: float = 0.1

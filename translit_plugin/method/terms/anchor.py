@@ -1,0 +1,231 @@
+"""ANCHOR (not in the paper): the trained model's sentence vectors pulled to a frozen teacher's vector of the clean
+original sentence.
+
+The teacher (``--anchor-teacher``, default the start model) embeds each *clean* original sentence; the trained
+model's vectors of the Latin side (and, with ``--anchor-sides both``, of the original side) are pulled to it by
+:func:`anchor_loss` (MSE, cosine or InfoNCE against the batch's teacher vectors).  A model that already aligns
+languages (an embedding model such as multilingual-e5) keeps that alignment while romanised input is brought into
+it; SEQ alone only asks the two scripts to agree with each other, wherever they go.  The teacher runs in eval mode
+without gradients, in the trained model's dtype, on its device; it is held by this plain object, so it stays outside
+the criterion's module tree (not trained, not checkpointed, not wrapped by DDP).
+
+Logs ``anchor_sum`` (sum of this worker's per-pair losses), ``anchor_count`` and ``anchor_correct``; reported as
+``loss_anchor`` and ``anchor_acc`` (share of Latin sentences whose vector retrieves their own teacher vector among
+the batch's).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from translit_plugin.core.names import DEFAULT_LAYER, LATN, MEAN_NO_SPECIAL, MEAN_WITH_SPECIAL, ORIG, POOLINGS
+from translit_plugin.method.gather import all_gather_no_grad
+from translit_plugin.method.masking import unmasked
+from translit_plugin.method.pooling import VectorRequest
+from translit_plugin.method.terms.base import Metric, Step, StreamNeeds, Term, TermSetup, logged_total
+
+AnchorLoss = Literal["mse", "cosine", "infonce"]
+
+
+def anchor_loss(
+    student: Tensor,
+    teacher: Tensor,
+    *,
+    loss: AnchorLoss = "mse",
+    temperature: float = 0.05,
+    rows: slice | None = None,
+    total: int | None = None,
+) -> Tensor:
+    """Pull the trained model's sentence vectors towards fixed teacher vectors, in float32.
+
+    Row ``i`` of ``student`` belongs with row ``rows.start + i`` of ``teacher`` (its own pair).
+
+    * ``"mse"``: squared error averaged over the C dimensions (``nn.MSELoss`` per row, as in Reimers & Gurevych 2020).
+    * ``"cosine"``: ``1 - cos(student_i, teacher_i)``.
+    * ``"infonce"``: cross-entropy of ``cos(student_i, teacher_j) / temperature`` over all teacher rows ``j``, target
+      ``j = i``: the student's vector must be nearer its own teacher vector than the other pairs' (the teacher's
+      vectors, gathered from every worker, are the negatives; they carry no gradient).
+
+    Args:
+        student: ``(n, C)`` vectors of this worker's pairs (differentiable).
+        teacher: ``(N, C)`` target vectors of every pair (detached; the gathered global batch in multi-worker runs).
+        loss: one of the three forms above.
+        temperature: InfoNCE temperature (embedding models use 0.01-0.05).
+        rows: where this worker's pairs sit in ``teacher`` (default: all of it, ``n == N``).
+        total: the normaliser (default ``N``): per-pair losses are summed and divided by it, so the values of all
+            workers over disjoint ``rows`` add up to the global mean.
+    Returns:
+        scalar float32 tensor.
+    """
+    if student.dim() != 2 or teacher.dim() != 2 or student.shape[1] != teacher.shape[1]:
+        raise ValueError(f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)} must be n x C and N x C")
+    rows = rows if rows is not None else slice(0, teacher.shape[0])
+    idx = torch.arange(teacher.shape[0], device=teacher.device)[rows]  # (n,)
+    if idx.numel() != student.shape[0]:
+        raise ValueError(f"{student.shape[0]} student rows but rows {rows} selects {idx.numel()} teacher rows")
+    student, teacher = student.float(), teacher.detach().float()
+    total = teacher.shape[0] if total is None else total
+    if loss == "mse":
+        per_pair = (student - teacher[idx]).pow(2).mean(dim=-1)
+    elif loss == "cosine":
+        per_pair = 1.0 - F.cosine_similarity(student, teacher[idx], dim=-1)
+    elif loss == "infonce":
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        scores = F.normalize(student, dim=-1) @ F.normalize(teacher, dim=-1).t() / temperature  # (n, N)
+        per_pair = F.cross_entropy(scores, idx, reduction="none")
+    else:
+        raise ValueError(f"unknown anchor loss {loss!r} (expected 'mse', 'cosine' or 'infonce')")
+    return per_pair.sum() / max(total, 1)
+
+
+@torch.no_grad()
+def teacher_retrieval_correct(student: Tensor, teacher: Tensor, rows: slice | None = None) -> Tensor:
+    """Number of ``student`` rows whose cosine-nearest ``teacher`` row is their own (row ``rows.start + i``)."""
+    student = F.normalize(student.float(), dim=-1)
+    own = torch.arange(teacher.shape[0], device=student.device)[rows if rows is not None else slice(None)]
+    return (student @ F.normalize(teacher.float(), dim=-1).t()).argmax(dim=-1).eq(own).sum()
+
+
+@dataclass
+class AnchorOptions:
+    anchor_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "weight of the anchored alignment term (0 = off, the paper's recipe): sentence vectors pulled to "
+            "a frozen start model's vector of the original sentence"
+        },
+    )
+    # fairseq reads these annotations at run time and understands Optional[...], not "X | None"
+    anchor_teacher: Optional[str] = field(  # noqa: UP045
+        default=None,
+        metadata={"help": "teacher checkpoint (default: the --finetune-from-model checkpoint, i.e. the start model)"},
+    )
+    anchor_layer: int = field(
+        default=DEFAULT_LAYER, metadata={"help": "layer whose output gives the anchored vectors (0 = embeddings)"}
+    )
+    anchor_pooling: str = field(
+        default=MEAN_WITH_SPECIAL,
+        metadata={
+            "help": f"'{MEAN_WITH_SPECIAL}': mean over every non-padding token, <s> and </s> included (the retrieval "
+            f"evaluation's pooling); '{MEAN_NO_SPECIAL}': without <s>/</s> (SEQ's pooling); 'cls': the <s> vector",
+            "choices": POOLINGS,
+        },
+    )
+    anchor_loss: str = field(
+        default="infonce",
+        metadata={
+            "help": "'infonce': cosine / --anchor-temperature, the batch's other teacher vectors as negatives; 'mse': "
+            "squared error per dimension (multilingual distillation); 'cosine': 1 - cosine",
+            "choices": ("infonce", "mse", "cosine"),
+        },
+    )
+    anchor_temperature: float = field(default=0.05, metadata={"help": "temperature of the InfoNCE anchor"})
+    anchor_sides: str = field(
+        default="both",
+        metadata={
+            "help": "'both': Latin and original sides pulled to the teacher's vector; 'latn': only Latin",
+            "choices": ("both", "latn"),
+        },
+    )
+    anchor_input: str = field(
+        default="clean",
+        metadata={
+            "help": "'clean': the trained model sees the unmasked sentences (extra encoder passes up to "
+            "--anchor-layer); 'masked': reuse the MLM passes' masked inputs (cheaper, noisier)",
+            "choices": ("clean", "masked"),
+        },
+    )
+    anchor_teacher_cache: bool = field(
+        default=False,
+        metadata={"help": "keep each sentence's teacher vector in memory after its first use (fixed corpus)"},
+    )
+
+
+class AnchorTerm(Term):
+    """The anchored term (see the module docstring)."""
+
+    name = "anchor"
+    options = AnchorOptions
+    weight_option = "anchor_weight"
+
+    def __init__(self, cfg, setup: TermSetup) -> None:
+        super().__init__(cfg, setup)
+        self.request = VectorRequest(int(cfg.anchor_layer), str(cfg.anchor_pooling), "--anchor-layer")
+        self.loss_kind = str(cfg.anchor_loss)
+        self.temperature = cfg.anchor_temperature
+        self.sides = (LATN, ORIG) if str(cfg.anchor_sides) == "both" else (LATN,)
+        self.input = str(cfg.anchor_input)
+        self.cache: dict[bytes, Tensor] | None = {} if cfg.anchor_teacher_cache else None
+        self.teacher = None
+        if self.weight > 0:
+            if self.temperature <= 0:
+                raise ValueError(f"--anchor-temperature must be > 0, got {self.temperature}")
+            if setup.load_model is None:
+                raise ValueError("the anchored term needs a teacher model, and nothing can load one here")
+            self.teacher = setup.load_model(cfg.anchor_teacher)
+
+    def needs(self) -> dict[str, StreamNeeds]:
+        if self.input != "masked":
+            return {}  # clean input: the term runs its own passes
+        return {side: StreamNeeds(vectors={self.name: self.request}) for side in self.sides}
+
+    def compute(self, step: Step) -> tuple[Tensor, dict]:
+        pad = step.specials.pad
+        teacher = self._teacher_vectors(unmasked(step.sample[ORIG], pad), step)  # N x C
+        rows, total = None, teacher.shape[0]
+        if step.workers.exact:
+            teacher, rows = all_gather_no_grad(teacher, step.workers.group)
+            total = step.n_global
+        student = {}
+        for side in self.sides:
+            if self.input == "clean":
+                student[side] = step.encode(step.model, unmasked(step.sample[side], pad), self.request)
+            else:
+                student[side] = step.vectors[side][self.name]
+        loss = 0.0
+        for side in self.sides:
+            loss = loss + anchor_loss(student[side], teacher, loss=self.loss_kind, temperature=self.temperature,
+                                      rows=rows, total=total)  # fmt: skip
+        loss = loss / len(self.sides)
+        logging = {
+            "anchor_sum": loss.detach() * total,  # sum of per-pair losses of this worker's pairs
+            "anchor_count": student[LATN].shape[0],
+            "anchor_correct": teacher_retrieval_correct(student[LATN], teacher, rows),
+        }
+        return loss, logging
+
+    @classmethod
+    def reduce(cls, logs: list[dict]) -> list[Metric]:
+        if not any("anchor_sum" in log for log in logs):
+            return []
+        count = logged_total(logs, "anchor_count")
+        return [
+            ("loss_anchor", logged_total(logs, "anchor_sum") / max(count, 1.0), count),
+            ("anchor_acc", logged_total(logs, "anchor_correct") / max(count, 1.0), count),
+        ]
+
+    @torch.no_grad()
+    def _teacher_vectors(self, tokens: Tensor, step: Step) -> Tensor:
+        """The teacher's vectors of ``tokens`` (B x T), moved to the trained model's device and dtype first; with
+        ``--anchor-teacher-cache`` each sentence's vector is computed once."""
+        teacher = self.teacher
+        param = next(step.model.parameters())
+        if next(teacher.parameters()).device != param.device or next(teacher.parameters()).dtype != param.dtype:
+            teacher.to(device=param.device, dtype=param.dtype)
+            teacher.eval()
+        keys = None
+        if self.cache is not None:
+            keys = [row[row.ne(step.specials.pad)].cpu().numpy().tobytes() for row in tokens]
+            if all(k in self.cache for k in keys):
+                return torch.stack([self.cache[k] for k in keys]).to(tokens.device)
+        vecs = step.encode(teacher, tokens, self.request)
+        if keys is not None:
+            for k, v in zip(keys, vecs):
+                self.cache[k] = v.detach().cpu() if v.device.type != "cpu" else v.detach().clone()
+        return vecs

@@ -105,7 +105,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--block", type=int, default=10, help="steps per side before switching")
     parser.add_argument("--head-steps", type=int, default=30, help="steps timed per LM-head variant")
     args = parser.parse_args(argv)
-    args.encoder_batching = "separate"
     if not start_cpu_benchmark(args, logger):
         return 2
     load0 = os.getloadavg()

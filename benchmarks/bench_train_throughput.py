@@ -152,7 +152,7 @@ class FairseqSide:
             "--adam-eps", "1e-8", "--weight-decay", "0.01", "--lr", "2e-5", "--lr-scheduler", "polynomial_decay",
             "--total-num-update", "100000", "--clip-norm", "1.0", "--batch-size", str(args.batch_size),
             "--num-workers", "0", "--seed", str(args.seed), "--cpu", "--disable-validation", "--no-save",
-            "--encoder-batching", args.encoder_batching, "--batch-order", args.batch_order,
+            "--batch-order", args.batch_order,
         ]
         parser = options.get_training_parser()
         cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, input_args=argv))
@@ -312,7 +312,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--block", type=int, default=5, help="steps per side before switching to the other")
     parser.add_argument("--hf-batching", default="random", choices=["random", "length"],
                         help="HF side: 'random' batches (the reference) or length-sorted ones (ablation)")
-    parser.add_argument("--encoder-batching", default="separate", choices=["separate", "stacked"])
     args = parser.parse_args(argv)
     if not start_cpu_benchmark(args, logger, hf_dir=args.hf_dir):
         return 2

@@ -104,8 +104,8 @@ exec "$FAIRSEQ_TRAIN" "$DATA" \
     --finetune-from-model "$MODEL_DIR/model.pt" \
     --tokens-per-sample 512 \
     --mlm-orig-weight 1 --mlm-latn-weight 1 --seq-weight 1 --tlm-weight 1 \
-    --seq-layer "${SEQ_LAYER:-8}" --seq-pooling mean --seq-similarity dot --seq-temperature 1 --seq-negatives all \
-    --seq-gather exact \
+    --seq-layer "${SEQ_LAYER:-8}" --seq-pooling mean_no_special --seq-similarity dot --seq-temperature 1 \
+    --seq-negatives all --seq-gather exact \
     --optimizer adam --adam-betas '(0.9,0.999)' --adam-eps 1e-8 --weight-decay 0.01 --clip-norm 1.0 \
     --lr 2e-5 --lr-scheduler polynomial_decay --power 1 --end-learning-rate 0 --warmup-updates 0 \
     --total-num-update "$TOTAL_UPDATES" --max-epoch "$EPOCHS" \

@@ -111,6 +111,24 @@ def test_retrieval_robust_and_resumable(tiny_model_dir, srb_dir, tmp_path, monke
     assert "sr-b base eng_Latn -> heb_Hebr seed=None: ERROR" in md and "| kor_Hang |" in md
 
 
+
+def test_pooling_mean_is_the_deprecated_name_of_mean_with_special(tiny_model_dir, tmp_path):
+    """``--pooling mean`` warns and gives the same vectors under the same results key (a rerun recomputes nothing)."""
+    data = write_retrieval(tmp_path / "srb", parallel_dev(["eng_Latn", "ell_Grek", "kor_Hang"], n=20))
+    out = tmp_path / "srb.jsonl"
+    argv = ["evaluate", "retrieval", "--models", f"base={tiny_model_dir}", "--data-dir", str(data), "--layer", "2",
+            *COMMON]
+    assert main([*argv, "-o", str(out)]) == 0  # default: mean_with_special
+    first = read_records(out)
+    with collect_logs(logging.WARNING) as messages:
+        assert main([*argv, "-o", str(out), "--pooling", "mean"]) == 0
+    assert any("--pooling mean is deprecated" in m for m in messages)
+    assert read_records(out) == first and len(first) == 2  # same key: nothing recomputed
+    assert {r["config"]["pooling"] for r in first} == {"mean"}  # the key results files have always had
+    fresh = tmp_path / "again.jsonl"
+    assert main([*argv, "-o", str(fresh), "--pooling", "mean"]) == 0
+    assert [r["metrics"] for r in read_records(fresh)] == [r["metrics"] for r in first]
+
 def test_classification_tasks(tiny_model_dir, tmp_path):
     texts, labels = chromium_classification(["eng_Latn", "tur_Latn", "ell_Grek", "heb_Hebr"])
     taxi = write_taxi1500(tmp_path / "taxi", texts, labels)

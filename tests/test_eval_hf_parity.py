@@ -50,6 +50,9 @@ def test_embeddings_equal_hf(tiny_model_dir, hf_reference, layer):
     assert torch.allclose(ours, ref, atol=1e-5), (ours - ref).abs().max()
     assert torch.allclose(ours, unsorted, atol=1e-5)
     assert torch.allclose(ours, hub.embed(sents, layer=layer, batch_size=8), atol=1e-6)
+    with pytest.warns(FutureWarning, match="deprecated"):  # the old name of the same pooling
+        old = hub.embed(sents, layer=layer, pooling="mean", batch_size=8)
+    assert torch.equal(old, hub.embed(sents, layer=layer, pooling="mean_with_special", batch_size=8))
 
 
 def test_retrieval_scores_equal_hf(tiny_hf_dir, tiny_model_dir, hf_reference, tmp_path):

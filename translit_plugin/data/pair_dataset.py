@@ -25,11 +25,12 @@ import numpy as np
 import torch
 from fairseq.data import FairseqDataset, data_utils
 
+from translit_plugin.core.names import LATN, ORIG, TLM
 from translit_plugin.method.masking import mask_tokens
 
 logger = logging.getLogger(__name__)
 
-STREAMS = ("orig", "latn", "tlm")
+STREAMS = (ORIG, LATN, TLM)
 _CHUNK = 1 << 16  # pairs per chunk when building the per-pair size array (small temporaries)
 
 
@@ -128,7 +129,7 @@ class TranslitPairDataset(FairseqDataset):
     def stream_lengths(self, indices: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Lengths of the three streams of ``indices`` (default: every pair), ``<s>``/``</s>`` included."""
         o, l_, t = self._lengths(slice(None) if indices is None else np.asarray(indices))
-        return {"orig": o, "latn": l_, "tlm": t}
+        return {ORIG: o, LATN: l_, TLM: t}
 
     # -------------------------------------------------------------------------------------------- fairseq plumbing
     @property
@@ -228,12 +229,12 @@ class TranslitPairDataset(FairseqDataset):
 
         item = {
             "id": index,
-            "orig": torch.from_numpy(orig_in),
-            "orig_target": torch.from_numpy(orig_tgt),
-            "latn": torch.from_numpy(latn_in),
-            "latn_target": torch.from_numpy(latn_tgt),
-            "tlm": torch.from_numpy(tlm_in),
-            "tlm_target": torch.from_numpy(tlm_tgt),
+            ORIG: torch.from_numpy(orig_in),
+            f"{ORIG}_target": torch.from_numpy(orig_tgt),
+            LATN: torch.from_numpy(latn_in),
+            f"{LATN}_target": torch.from_numpy(latn_tgt),
+            TLM: torch.from_numpy(tlm_in),
+            f"{TLM}_target": torch.from_numpy(tlm_tgt),
             "tlm_latn_first": latn_first,
         }
         if self.tlm_reset_positions:
@@ -263,7 +264,7 @@ class TranslitPairDataset(FairseqDataset):
                 "target": data_utils.collate_tokens([s[f"{name}_target"] for s in samples], self.pad, left_pad=False),
                 "src_lengths": torch.LongTensor([len(t) for t in tokens]),
             }
-            if name == "tlm" and "tlm_positions" in samples[0]:
+            if name == TLM and "tlm_positions" in samples[0]:
                 # padded positions are never looked at (padding keys are masked, padding rows not pooled)
                 stream["positions"] = data_utils.collate_tokens(
                     [s["tlm_positions"] for s in samples], self.pad, left_pad=False
@@ -274,7 +275,7 @@ class TranslitPairDataset(FairseqDataset):
         if "lang" in samples[0]:
             batch["lang"] = torch.LongTensor([s["lang"] for s in samples])
         batch["ntokens"] = ntokens
-        batch["net_input"] = {"src_tokens": batch["orig"]["src_tokens"], "src_lengths": batch["orig"]["src_lengths"]}
+        batch["net_input"] = {"src_tokens": batch[ORIG]["src_tokens"], "src_lengths": batch[ORIG]["src_lengths"]}
         return batch
 
 

@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     from fairseq import metrics
     from omegaconf import OmegaConf
 
-    import translit_plugin  # noqa: F401
+    import translit_plugin.plugin  # noqa: F401  (registers the components)
     from translit_plugin.data.pair_dataset import TranslitPairDataset
     from translit_plugin.tasks.translit_align import TranslitAlignConfig, TranslitAlignTask
 

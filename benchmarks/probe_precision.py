@@ -37,7 +37,7 @@ def main() -> None:
     from fairseq import checkpoint_utils
     from omegaconf import OmegaConf
 
-    import translit_plugin  # noqa: F401
+    import translit_plugin.plugin  # noqa: F401  (registers the components)
     from translit_plugin.criterions.mlm_seq_tlm import MlmSeqTlmCriterion
     from translit_plugin.tasks.translit_align import TranslitAlignConfig, TranslitAlignTask
 

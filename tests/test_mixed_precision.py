@@ -28,7 +28,7 @@ def loud_model(tmp_path_factory):
     """Bare, eps 1e-12, layer 0's FFN output scaled so activations reach the hundreds, like e5-small's."""
     from safetensors.torch import load_file, save_file
 
-    from translit_plugin.convert import convert_hf_to_fairseq
+    from translit_plugin.conversion.hf_to_fairseq import convert_hf_to_fairseq
 
     hf = build_tiny_hf(tmp_path_factory.mktemp("loud") / "hf", bare=True, layer_norm_eps=1e-12, seed=9)
     path = hf / "model.safetensors"

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from translit_plugin.evaluation.retrieval import align_by_english, bidirectional_scores, topk_accuracy
-from translit_plugin.hub.encoding import length_batches, masked_mean, pool, truncate
+from translit_plugin.hub.encoding import length_batches, pooling_name, truncate
 
 
 def _brute_force(q: torch.Tensor, c: torch.Tensor, gold: list[int], k: int) -> float:
@@ -67,11 +67,12 @@ def test_align_by_english():
         align_by_english(eng, ["zz"])
 
 
-def test_pooling_and_batching_helpers():
-    states = torch.arange(2 * 3 * 2, dtype=torch.float32).view(2, 3, 2)  # B x T x C
-    mask = torch.tensor([[True, True, False], [True, True, True]])
-    assert torch.allclose(masked_mean(states, mask), torch.tensor([[1.0, 2.0], [8.0, 9.0]]))
-    assert torch.equal(pool(states, mask, "cls"), states[:, 0])
+def test_pooling_names_and_batching_helpers():
+    assert pooling_name("mean_with_special") == "mean_with_special" and pooling_name("cls") == "cls"
+    with pytest.warns(FutureWarning, match="deprecated"):
+        assert pooling_name("mean") == "mean_with_special"  # the old name: <s> and </s> always counted
+    with pytest.raises(ValueError, match="unknown pooling"):
+        pooling_name("max")
     assert truncate(torch.tensor([0, 5, 6, 7, 2]), 4, eos=2).tolist() == [0, 5, 6, 2]
     assert truncate(torch.tensor([0, 5, 2]), 4, eos=2).tolist() == [0, 5, 2]
     assert length_batches([3, 9, 1, 5], 2) == [[1, 3], [0, 2]]

@@ -71,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true", help="exit with status 3 if any result failed")
 
 
-def add_embedding_arguments(parser) -> None:
+def add_embedding_arguments(parser: argparse._ActionsContainer) -> None:
     """``--layer``, ``--pooling`` (the retrieval protocol's defaults) and ``--embed-batch-size``."""
     from translit_plugin.cli.argtypes import NONNEG, POSITIVE
     from translit_plugin.core.names import CLS, DEFAULT_LAYER, MEAN_WITH_SPECIAL

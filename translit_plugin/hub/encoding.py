@@ -2,9 +2,10 @@
 
 Each sentence is encoded as ``<s> pieces </s>`` (truncated to ``max_length`` keeping ``</s>``), run through the
 encoder, and the hidden states of one layer (``inner_states[layer]``, which equals HF ``hidden_states[layer]``;
-0 = embedding output) are pooled (names in :mod:`translit_plugin.core.names`): ``mean_with_special`` over every
-non-padding position including ``<s>`` and ``</s>`` (the reference's attention-mask mean), ``mean_no_special`` (the
-same without ``<s>``/``</s>``: the SEQ training objective's pooling), or ``cls`` = the ``<s>`` state.
+0 = embedding output) are pooled by :func:`translit_plugin.method.pooling.sentence_vectors` (the pooling the training
+objectives use): ``mean_with_special`` over every non-padding position including ``<s>`` and ``</s>`` (the
+reference's attention-mask mean), ``mean_no_special`` (the same without ``<s>``/``</s>``: the SEQ objective's
+pooling), or ``cls`` = the ``<s>`` state.
 :meth:`translit_plugin.hub.TranslitHubInterface.embed` and the evaluation commands use :func:`embed_sentences`.
 
 Batches are formed from length-sorted sentences by default (far less padding; results are unchanged because
@@ -19,15 +20,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from translit_plugin.core.names import (
-    CLS,
-    DEFAULT_LAYER,
-    DEFAULT_MAX_LENGTH,
-    MEAN_NO_SPECIAL,
-    MEAN_WITH_SPECIAL,
-    POOLINGS,
-    check_layer,
-)
+from translit_plugin.core.names import DEFAULT_LAYER, DEFAULT_MAX_LENGTH, MEAN_WITH_SPECIAL, POOLINGS, check_layer
+from translit_plugin.method.masking import SpecialIds
+from translit_plugin.method.pooling import sentence_vectors
 
 logger = logging.getLogger(__name__)
 
@@ -44,29 +39,6 @@ def pooling_name(pooling: str) -> str:
     if pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}")
     return pooling
-
-
-def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``states`` (B x T x C) over positions where ``mask`` (B x T, bool) is true -> B x C (float32)."""
-    m = mask.to(torch.float32).unsqueeze(-1)  # B x T x 1
-    return (states.float() * m).sum(dim=1) / m.sum(dim=1).clamp_min(1.0)
-
-
-def pooling_mask(tokens: torch.Tensor, pooling: str, pad: int, bos: int, eos: int) -> torch.Tensor:
-    """B x T bool: the positions ``pooling`` averages (non-padding; without ``<s>``/``</s>`` for mean_no_special)."""
-    mask = tokens.ne(pad)
-    if pooling == MEAN_NO_SPECIAL:
-        mask &= tokens.ne(bos) & tokens.ne(eos)
-    return mask
-
-
-def pool(states: torch.Tensor, mask: torch.Tensor, pooling: str = MEAN_WITH_SPECIAL) -> torch.Tensor:
-    """Pool B x T x C hidden states to B x C: mean over ``mask`` (see :func:`pooling_mask`) or ``cls`` (``<s>``)."""
-    if pooling in (MEAN_WITH_SPECIAL, MEAN_NO_SPECIAL):
-        return masked_mean(states, mask)
-    if pooling == CLS:
-        return states[:, 0].float()
-    raise ValueError(f"unknown pooling {pooling!r}; expected one of {POOLINGS}")
 
 
 def truncate(ids: torch.Tensor, max_length: int, eos: int) -> torch.Tensor:
@@ -124,6 +96,7 @@ def embed_sentences(
     was_training = model.training
     model.eval()
     d = hub.dictionary
+    specials = SpecialIds(bos=d.bos(), eos=d.eos(), pad=d.pad())
     max_length = min(max_length, getattr(hub, "max_positions", max_length))
     ids = encode_all(hub.encode, sentences, max_length, d.eos())
     out: torch.Tensor | None = None
@@ -134,8 +107,7 @@ def embed_sentences(
             # the layers above ``layer`` change nothing here: translit_roberta stops after it
             _, extra = model(tokens, features_only=True, return_all_hiddens=True, max_layer=layer)
             states = extra["inner_states"][layer].transpose(0, 1)  # T x B x C -> B x T x C
-            mask = pooling_mask(tokens, pooling, d.pad(), d.bos(), d.eos())
-            vecs = pool(states, mask, pooling).cpu()
+            vecs = sentence_vectors(states, tokens, pooling, specials).cpu()
             if out is None:
                 out = torch.empty(len(sentences), vecs.size(1), dtype=torch.float32)
             out[torch.tensor(batch)] = vecs

@@ -38,10 +38,10 @@ def from_pretrained(
     ``sentencepiece_model`` and ``dictionary`` default to the files in ``model_name_or_path`` (a converted model
     directory has both); for a training run's ``checkpoints/`` pass the start model's files.
     """
-    from fairseq import checkpoint_utils
     from fairseq.data import Dictionary
 
-    import translit_plugin.plugin  # noqa: F401  (registers the model, installs the checkpoint allow-list)
+    import translit_plugin.plugin  # noqa: F401  (registers the model)
+    from translit_plugin.checkpoint_compat import load_fairseq_checkpoint
     from translit_plugin.models.translit_roberta import TranslitRobertaModel
 
     model_dir = Path(model_name_or_path)
@@ -51,7 +51,7 @@ def from_pretrained(
     spm_path = Path(sentencepiece_model) if sentencepiece_model else model_dir / "sentencepiece.bpe.model"
     if not spm_path.is_file():
         raise FileNotFoundError(f"sentencepiece model not found: {spm_path}; pass sentencepiece_model=PATH")
-    state = checkpoint_utils.load_checkpoint_to_cpu(str(ckpt))
+    state = load_fairseq_checkpoint(ckpt)
     cfg = state["cfg"]
     dict_path = Path(dictionary) if dictionary else find_dictionary(model_dir, cfg)
     d = Dictionary.load(str(dict_path))

@@ -22,7 +22,7 @@ def setup(tiny_hf_dir, tiny_model_dir, tmp_path_factory):
     from fairseq import checkpoint_utils
     from transformers import XLMRobertaForMaskedLM
 
-    import translit_plugin  # noqa: F401
+    import translit_plugin.plugin  # noqa: F401  (registers the components)
     from translit_plugin.tasks.translit_align import TranslitAlignConfig, TranslitAlignTask
 
     data = build_data_bin(tmp_path_factory.mktemp("ref") / "data", tiny_model_dir / "sentencepiece.bpe.model",

@@ -19,7 +19,6 @@ PACKAGE = Path(__file__).resolve().parents[1] / "translit_plugin"
 LAYERS = {
     "translit_plugin.core": 1,
     "translit_plugin.method": 2,
-    "translit_plugin.losses": 2,
     "translit_plugin": 3,  # the package itself and the fairseq side: data, models, tasks, criterions, plugin, ...
     "translit_plugin.hub": 4,
     "translit_plugin.conversion": 5,

@@ -416,3 +416,16 @@ def test_hub_refuses_a_sentencepiece_model_of_another_vocabulary(tiny_model_dir,
     shutil.copy(tiny_model_dir / "sentencepiece.bpe.model", mixed / "sentencepiece.bpe.model")
     with pytest.raises(ValueError, match="belong to different vocabularies"):
         from_pretrained(mixed)
+
+
+def test_force_replaces_an_earlier_trim_or_untrim_output(tiny_model_dir, trimmed, tmp_path):
+    """Our own earlier output (trim.json / untrim.json marker, nothing else in it) is replaced with --force."""
+    again = tmp_path / "again"
+    trim_model_dir(tiny_model_dir, [DEMO_TRAIN / "ell_Grek.txt"], again, check_lines=4)
+    first = (again / "trim.json").read_text(encoding="utf-8")
+    trim_model_dir(tiny_model_dir, [DEMO_TRAIN / "ell_Grek.txt", DEMO_TRAIN / "kor_Hang.txt"], again, force=True,
+                   check_lines=4)
+    assert (again / "trim.json").read_text(encoding="utf-8") != first  # rewritten for the larger corpus
+    back = untrim(trimmed, tiny_model_dir, tmp_path / "back")
+    untrim(trimmed, tiny_model_dir, back, force=True)
+    assert (back / "untrim.json").is_file() and (back / "model.pt").is_file()

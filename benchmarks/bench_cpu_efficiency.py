@@ -114,7 +114,6 @@ def main(argv: list[str] | None = None) -> int:
     common_arguments(parser, 800, "pairs drawn from --data's train split")
     parser.add_argument("--steps", type=int, default=20, help="timed (and then profiled) steps")
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--encoder-batching", default="separate", choices=["separate", "stacked"])
     parser.add_argument("--peak-sizes", type=int, nargs="+", default=[256, 512, 1024, 2048])
     parser.add_argument("--top", type=int, default=12, help="ops listed individually")
     args = parser.parse_args(argv)

@@ -87,7 +87,7 @@ def worker_fairseq(root: Path, reader: str, more_batches: int) -> dict:
     t0 = time.perf_counter()
     from omegaconf import OmegaConf
 
-    import translit_plugin  # noqa: F401
+    import translit_plugin.plugin  # noqa: F401
     from translit_plugin.tasks import translit_align
     from translit_plugin.tasks.translit_align import TranslitAlignConfig, TranslitAlignTask
 

@@ -24,7 +24,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from translit_plugin.evaluation.embedding import embed_sentences, length_batches  # noqa: E402
+from translit_plugin.hub.encoding import embed_sentences, length_batches  # noqa: E402
 
 logger = logging.getLogger("bench_embed")
 SIZES = {  # layers, hidden, heads, ffn
@@ -45,8 +45,8 @@ def corpus_sentences(n: int, seed: int = 0) -> list[str]:
 
 
 def build_random_model(size: str, tmp: Path) -> Path:
-    from translit_plugin.convert import convert_hf_to_fairseq
-    from translit_plugin.start_model import build_random_xlmr, train_sentencepiece
+    from translit_plugin.conversion.hf_to_fairseq import convert_hf_to_fairseq
+    from translit_plugin.conversion.start_model import build_random_xlmr, train_sentencepiece
 
     layers, hidden, heads, ffn = SIZES[size]
     text = tmp / "spm.txt"

@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 
 def build_model_dir(out: Path) -> Path:
-    from translit_plugin.start_model import train_sentencepiece
+    from translit_plugin.conversion.start_model import train_sentencepiece
     from translit_plugin.vocab import write_fairseq_dict
 
     out.mkdir(parents=True, exist_ok=True)
@@ -78,12 +78,12 @@ def main(argv: list[str] | None = None) -> int:
                             uroman_codes=dict(group.uroman_codes), stop_after="sample")
         records = run_prepare(cfg)["sample"]
         langs = sorted(records)
-        tasks = build_plan(cfg, langs, records, group.uroman_codes, cfg.output / "work")
+        tasks = build_plan(langs, records, group.uroman_codes, cfg.output / "work")
         n = sum(t.n_lines for t in tasks)
         settings = ChunkSettings(
             spm_model=str(model_dir / "sentencepiece.bpe.model"), dict_path=str(model_dir / "dict.txt"),
             spm_sha1=sha1_file(model_dir / "sentencepiece.bpe.model"), dict_sha1=sha1_file(model_dir / "dict.txt"),
-            max_tokens=512, overlong="truncate", uroman_cache_size=65536, uroman_version=uroman_version())
+            max_length=512, overlong="truncate", uroman_cache_size=65536, uroman_version=uroman_version())
         tr = get_transliterator(settings)  # loaded once, outside the timed region
         get_encoder(settings)
         for task in tasks[:: max(1, len(tasks) // 20)]:  # warm up uroman's lazily built per-script tables

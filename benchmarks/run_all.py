@@ -3,7 +3,7 @@
 
 Each benchmark prints ratios against a baseline measured in the same run (see ``benchmarks/RESULTS.md``):
 ``bench_prepare`` (1 vs 2 prepare workers), ``bench_embed`` (length-sorted vs unsorted batching),
-``bench_train_step`` (separate vs stacked encoder passes), ``bench_step_optimizations`` (batch ordering and the
+``bench_step_optimizations`` (batch ordering and the
 masked-only LM head, each before vs after), ``bench_cpu_efficiency`` (achieved FLOP/s of a step vs the measured
 matmul peak, with a profile), ``bench_train_throughput`` (fairseq plugin vs the HF-Transformers way of the same
 objective; needs ``make demo-tiny``'s output), ``bench_data_loading`` (time to first batch and peak RSS, fairseq
@@ -23,7 +23,6 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS = [
     ["bench_prepare.py"],
     ["bench_embed.py", "--sentences", "2000"],
-    ["bench_train_step.py", "--steps", "5"],
     ["bench_step_optimizations.py", "--pairs", "4000"],
     ["bench_cpu_efficiency.py", "--steps", "20"],
     ["bench_train_throughput.py", "--pairs", "800"],

@@ -1,6 +1,6 @@
 """Loss equivalence: our task + criterion on a converted model vs a plain-PyTorch reference objective on the HF model.
 
-The reference below is written from the method description (``shared/notes/method-spec.md``) directly on HF
+The reference below is written from the paper's method description and reference code directly on HF
 ``XLMRobertaForMaskedLM``: HF's own MLM loss (mean cross-entropy over labelled positions), layer ``k`` hidden states
 mean-pooled over the attention mask minus special tokens (or ``<s>``), the 2N x 2N NT-Xent with the diagonal removed
 and the partner as target (times 0.5), and HF's MLM loss on ``<s> A </s> B </s>``.  It sees the same pairs and the

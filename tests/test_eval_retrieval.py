@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+from translit_plugin.core.names import truncate_keep_eos
 from translit_plugin.evaluation.retrieval import align_by_english, bidirectional_scores, topk_accuracy
-from translit_plugin.hub.encoding import length_batches, pooling_name, truncate
+from translit_plugin.hub.encoding import length_batches, pooling_name
 
 
 def _brute_force(q: torch.Tensor, c: torch.Tensor, gold: list[int], k: int) -> float:
@@ -73,7 +75,8 @@ def test_pooling_names_and_batching_helpers():
         assert pooling_name("mean") == "mean_with_special"  # the old name: <s> and </s> always counted
     with pytest.raises(ValueError, match="unknown pooling"):
         pooling_name("max")
-    assert truncate(torch.tensor([0, 5, 6, 7, 2]), 4, eos=2).tolist() == [0, 5, 6, 2]
-    assert truncate(torch.tensor([0, 5, 2]), 4, eos=2).tolist() == [0, 5, 2]
+    assert truncate_keep_eos(torch.tensor([0, 5, 6, 7, 2]), 4).tolist() == [0, 5, 6, 2]
+    assert truncate_keep_eos(torch.tensor([0, 5, 2]), 4).tolist() == [0, 5, 2]
+    assert truncate_keep_eos(np.array([0, 5, 6, 7, 2], dtype=np.int32), 3).tolist() == [0, 5, 2]
     assert length_batches([3, 9, 1, 5], 2) == [[1, 3], [0, 2]]
     assert length_batches([3, 9, 1, 5], 2, sort_by_length=False) == [[0, 1], [2, 3]]

@@ -39,7 +39,6 @@ def _step(**fields) -> Step:
     return Step(**{**base, **fields})
 
 
-@pytest.mark.xfail(strict=False, reason="until translit_plugin/__init__ stops importing fairseq")
 def test_loss_term_units_import_neither_fairseq_nor_the_task():
     code = (
         "import sys\n"

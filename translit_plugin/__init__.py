@@ -5,7 +5,12 @@ nothing heavy.  The fairseq components are registered by :mod:`translit_plugin.p
 fairseq is already loaded: that is the ``fairseq-train --user-dir translit_plugin`` case (fairseq imports us).
 """
 
+import logging
 import sys
+
+# fairseq's speech task logs an install hint for tensorboardX when fairseq.tasks is imported; none of our commands
+# needs it.  Set here, before any of our modules can import fairseq.
+logging.getLogger("fairseq.tasks.text_to_speech").setLevel(logging.WARNING)
 
 if "fairseq" in sys.modules:
     from translit_plugin import plugin  # noqa: F401

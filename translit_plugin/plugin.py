@@ -6,12 +6,8 @@
 loads models in its own process (the hub, evaluation, tests) imports it explicitly: ``import translit_plugin.plugin``.
 """
 
-import logging
-
 from translit_plugin import checkpoint_compat
 
-# fairseq's speech task logs an install hint for tensorboardX at import time; it concerns none of our commands.
-logging.getLogger("fairseq.tasks.text_to_speech").setLevel(logging.WARNING)
 checkpoint_compat.install()
 
 from translit_plugin import criterions, models, tasks  # noqa: E402,F401  (registration happens on import)

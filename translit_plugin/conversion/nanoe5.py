@@ -738,7 +738,7 @@ def _provenance(e5: E5S1File, tensors: list[_Tensor], st_bytes: int, spm_pieces:
 def save_xlmr_tokenizer(hf_dir: Path, model_max_length: int) -> None:
     """Write the HF tokenizer files for ``hf_dir/sentencepiece.bpe.model`` as XLM-R's hub checkpoint has them.
 
-    Like :func:`translit_plugin.start_model.save_hf_tokenizer`, but ``<mask>`` strips the space before it
+    Like :func:`translit_plugin.conversion.start_model.save_hf_tokenizer`, but ``<mask>`` strips the space before it
     (``lstrip=True``, as in XLM-R's own tokenizer: ``"a <mask>"`` is two tokens, not three), and
     ``special_tokens_map.json`` is written too, for loaders older than transformers 5.
     """

@@ -33,6 +33,15 @@ SIDES = (ORIG, LATN)
 DEFAULT_MAX_LENGTH = 512  # XLM-R's max_positions (514) minus the two padding offsets
 
 
+def truncate_keep_eos(ids, max_length: int):
+    """``ids`` (a 1-D numpy array or torch tensor that ends in ``</s>``) cut to ``max_length``: the first
+    ``max_length - 1`` ids, then the final ``</s>`` (how the paper's code and HF truncate).  Shorter input is returned
+    as it is."""
+    if len(ids) <= max_length:
+        return ids
+    return ids[[*range(max_length - 1), len(ids) - 1]]
+
+
 def check_layer(layer: int, num_layers: int, what: str = "layer") -> int:
     """``layer`` if it exists in a model of ``num_layers`` transformer layers (0 = embeddings), else ValueError."""
     if not 0 <= int(layer) <= num_layers:

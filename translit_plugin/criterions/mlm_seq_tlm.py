@@ -190,13 +190,12 @@ class MlmSeqTlmCriterion(FairseqCriterion):
 
 def load_teacher(path: str, task):
     """The frozen teacher: the model in checkpoint ``path``, in eval mode, without gradients (CPU until first use)."""
-    from fairseq import checkpoint_utils
-
+    from translit_plugin.checkpoint_compat import load_fairseq_checkpoint
     from translit_plugin.models.translit_roberta import TranslitRobertaModel
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--anchor-teacher {path}: no such checkpoint (pass the start model's model.pt)")
-    state = checkpoint_utils.load_checkpoint_to_cpu(path)
+    state = load_fairseq_checkpoint(path)
     rows = state["model"]["encoder.sentence_encoder.embed_tokens.weight"].shape[0]
     if rows != len(task.source_dictionary):
         raise ValueError(

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from fairseq.data import FairseqDataset, data_utils
 
-from translit_plugin.core.names import LATN, ORIG, TLM
+from translit_plugin.core.names import LATN, ORIG, TLM, truncate_keep_eos
 from translit_plugin.method.masking import mask_tokens
 
 logger = logging.getLogger(__name__)
@@ -191,10 +191,7 @@ class TranslitPairDataset(FairseqDataset):
     # ------------------------------------------------------------------------------------------------------ items
     def _with_bos(self, tokens: torch.Tensor) -> np.ndarray:
         """``pieces + </s>`` -> ``<s> pieces </s>`` cut to ``max_positions`` keeping the final ``</s>``."""
-        ids = np.concatenate([[self.bos], tokens.numpy().astype(np.int64)])
-        if len(ids) > self.max_positions:
-            ids = np.concatenate([ids[: self.max_positions - 1], [self.eos]])
-        return ids
+        return truncate_keep_eos(np.concatenate([[self.bos], tokens.numpy().astype(np.int64)]), self.max_positions)
 
     def _mask(self, ids: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         maskable = (ids != self.bos) & (ids != self.eos) & (ids != self.pad)

@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from translit_plugin.hub.encoding import collate, truncate
+from translit_plugin.core.names import truncate_keep_eos
+from translit_plugin.hub.encoding import collate
 
 from .readers import ClassificationData, TaggingData
 
@@ -156,7 +157,7 @@ class TokenizerAdapter:
         return cls(hub.encode, d.bos(), d.eos(), d.unk())
 
     def sentence(self, text: str, max_length: int) -> torch.Tensor:
-        return truncate(self.encode(text).long(), max_length, self.eos)
+        return truncate_keep_eos(self.encode(text).long(), max_length)
 
     def word(self, word: str) -> list[int]:
         pieces = self._cache.get(word)

@@ -20,7 +20,14 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from translit_plugin.core.names import DEFAULT_LAYER, DEFAULT_MAX_LENGTH, MEAN_WITH_SPECIAL, POOLINGS, check_layer
+from translit_plugin.core.names import (
+    DEFAULT_LAYER,
+    DEFAULT_MAX_LENGTH,
+    MEAN_WITH_SPECIAL,
+    POOLINGS,
+    check_layer,
+    truncate_keep_eos,
+)
 from translit_plugin.method.masking import SpecialIds
 from translit_plugin.method.pooling import sentence_vectors
 
@@ -41,13 +48,6 @@ def pooling_name(pooling: str) -> str:
     return pooling
 
 
-def truncate(ids: torch.Tensor, max_length: int, eos: int) -> torch.Tensor:
-    """Cut a ``<s> ... </s>`` id sequence to ``max_length`` tokens, keeping ``</s>`` last (like HF truncation)."""
-    if ids.numel() <= max_length:
-        return ids
-    return torch.cat([ids[: max_length - 1], ids.new_tensor([eos])])
-
-
 def collate(seqs: Sequence[torch.Tensor], pad: int) -> torch.Tensor:
     """Right-pad 1-D id tensors into a B x T LongTensor."""
     width = max(s.numel() for s in seqs)
@@ -59,7 +59,7 @@ def collate(seqs: Sequence[torch.Tensor], pad: int) -> torch.Tensor:
 
 def encode_all(encode: Callable[[str], torch.Tensor], sentences: Sequence[str], max_length: int, eos: int) -> list:
     """Encode and truncate every sentence (``encode`` returns ``<s> ... </s>`` ids)."""
-    return [truncate(encode(s).long(), max_length, eos) for s in sentences]
+    return [truncate_keep_eos(encode(s).long(), max_length) for s in sentences]
 
 
 def length_batches(lengths: Sequence[int], batch_size: int, sort_by_length: bool = True) -> list[list[int]]:

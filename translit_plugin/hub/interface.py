@@ -9,9 +9,15 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from translit_plugin.core.names import DEFAULT_LAYER, DEFAULT_MAX_LENGTH, MEAN_WITH_SPECIAL, check_layer
+from translit_plugin.core.names import (
+    DEFAULT_LAYER,
+    DEFAULT_MAX_LENGTH,
+    MEAN_WITH_SPECIAL,
+    check_layer,
+    truncate_keep_eos,
+)
 
-from .encoding import collate, embed_sentences, truncate
+from .encoding import collate, embed_sentences
 
 
 class TranslitHubInterface(nn.Module):
@@ -46,7 +52,7 @@ class TranslitHubInterface(nn.Module):
         from translit_plugin.vocab import encode_ids
 
         ids = torch.tensor(encode_ids(self.sp, self.id_map, sentence), dtype=torch.long)
-        return truncate(ids, max_length or self.max_positions, self.dictionary.eos())
+        return truncate_keep_eos(ids, max_length or self.max_positions)
 
     def decode(self, tokens: Tensor) -> str:
         """Token ids back to text (specials dropped)."""

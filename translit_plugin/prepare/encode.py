@@ -15,18 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from translit_plugin.core.names import DEFAULT_MAX_LENGTH
+from translit_plugin.core.names import DEFAULT_MAX_LENGTH, truncate_keep_eos
 
 logger = logging.getLogger(__name__)
 
 OVERLONG_CHOICES = ("truncate", "drop")
-
-
-def truncate_keep_eos(ids: np.ndarray, limit: int) -> np.ndarray:
-    """``ids`` (ending in ``</s>``) cut to ``limit`` ids: the first ``limit - 1``, then the final ``</s>``."""
-    if len(ids) <= limit:
-        return ids
-    return np.concatenate([ids[: limit - 1], ids[-1:]])
 
 
 @dataclass

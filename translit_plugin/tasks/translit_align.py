@@ -644,10 +644,10 @@ def _check_architecture(path: str, model_cfg) -> None:
 
 def _checkpoint_embedding_rows(path: str) -> int | None:
     """Number of token-embedding rows in a fairseq checkpoint, read lazily (memory-mapped), or None if unreadable."""
-    import torch
+    from translit_plugin.checkpoint_compat import map_checkpoint
 
     try:
-        state = torch.load(path, map_location="cpu", mmap=True)
+        state = map_checkpoint(path)
     except Exception as err:  # legacy (non-zip) format or an unreadable file: fairseq will report it
         logger.debug("could not memory-map %s (%s); skipping the vocabulary check", path, err)
         return None

@@ -2,11 +2,13 @@
 
 multilingual-e5-small has FFN outputs of several hundred (layers 0, 4, 5: up to ~350) and LayerNorm eps 1e-12.  A
 tiny bare encoder with those two properties (layer-0 FFN output weights scaled x5000, eps 1e-12) is converted and
-post-trained for a few updates with all four terms plus the anchored term, in float32 and with ``--autocast bf16``
-(forward in bfloat16, float32 weights/gradients/optimizer, no loss scaling).  Checked: every update is applied (six
-logged updates, no "gradient overflow", finite losses) and every logged loss term follows the float32 run within 3%
-(bfloat16 keeps 8 bits of mantissa).  fairseq 0.12's own ``--fp16`` needs CUDA and its ``--bf16`` means TPU, so
-neither runs here.
+post-trained for a few updates with all four terms plus the anchored term, in float32, with ``--autocast bf16``
+(forward in bfloat16, float32 weights/gradients/optimizer, no loss scaling) and with fairseq's own ``--fp16`` (the
+model cast to float16 whole, float32 master weights, dynamic loss scaling from 128; on CPU it needs
+``--fp16-no-flatten-grads``, since the flattened copy asks for a CUDA device).  Checked: every update is applied (six
+logged updates, no "gradient overflow", the loss scale never falls, finite losses), every logged loss term follows the
+float32 run within 3% (bfloat16: 8 bits of mantissa) or 1% (float16: 11 bits), and neither run equals float32 bit for
+bit.  fairseq 0.12's ``--bf16`` means TPU, hence the plugin's ``--autocast``.
 """
 
 from __future__ import annotations
@@ -73,16 +75,22 @@ def test_bf16_and_fp16_follow_fp32_without_skipped_updates(loud_model, loud_data
     extra = ("--anchor-weight", "1", "--anchor-layer", "2", "--dropout", "0", "--attention-dropout", "0",
              "--layer-norm-eps", "1e-12", "--disable-validation")  # fmt: skip
     logs = {}
-    for name, flags in (("fp32", ()), ("bf16", ("--autocast", "bf16"))):
+    # fp16 is fairseq's own --fp16 (model cast to float16 whole, float32 master weights, dynamic loss scaling);
+    # fairseq's flattened float32 copy asks for a CUDA device, so on CPU the grads stay per parameter
+    precisions = (("fp32", ()), ("bf16", ("--autocast", "bf16")), ("fp16", ("--fp16", "--fp16-no-flatten-grads")))
+    for name, flags in precisions:
         logs[name] = run(train_cmd(loud_data, loud_model, tmp_path / name, updates, *extra, *flags), timeout=600)
     ref = _losses(logs["fp32"])
     assert len(ref) == updates
-    for name, rtol in (("bf16", 0.03),):
+    for name, rtol in (("bf16", 0.03), ("fp16", 0.01)):
+        assert "gradient overflow" not in logs[name].lower(), f"{name}: an update was skipped"
         got = _losses(logs[name])
         assert len(got) == updates, f"{name}: {len(got)} logged updates of {updates}"
         for step, (a, b) in enumerate(zip(ref, got), start=1):
             for term in TERMS:
                 assert abs(a[term] - b[term]) <= rtol * max(abs(a[term]), 1.0), (name, step, term, a[term], b[term])
-    differs = max(abs(a[t] - b[t]) for a, b in zip(ref, _losses(logs["bf16"])) for t in TERMS)
-    assert differs > 0, "bf16 losses equal fp32's bit for bit: autocast did not apply"
+    for name in ("bf16", "fp16"):
+        differs = max(abs(a[t] - b[t]) for a, b in zip(ref, _losses(logs[name])) for t in TERMS)
+        assert differs > 0, f"{name} losses equal fp32's bit for bit: half precision did not apply"
+    assert all(float(r["loss_scale"]) >= 128 for r in parse(logs["fp16"], "train_inner")), "loss scale fell"
     assert "gradient overflow" not in logs["bf16"].lower() and "nan" not in json.dumps(_losses(logs["bf16"]))

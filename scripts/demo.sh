@@ -13,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${DEMO_OUT:-demo-out}
 UPDATES=${DEMO_UPDATES:-300}
+LR=${DEMO_LR:-2e-4}  # DEMO_UPDATES=1500 DEMO_LR=3e-4 DEMO_EVAL_SENTENCES=500: the README's best e5-small run (~40 min)
 EVAL_SENTENCES=${DEMO_EVAL_SENTENCES:-300}
 BIN=.venv/bin
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} TOKENIZERS_PARALLELISM=false
@@ -32,7 +33,7 @@ $BIN/translit-ppa trim-vocab "$OUT/e5-full" "$OUT/prep" -o "$OUT/e5-trim"
 $BIN/translit-ppa prepare --input examples/data/train --group examples/groups/demo-chromium-anchored.json \
   --model-dir "$OUT/e5-trim" --output "$OUT/prep" --max-length 128 --valid-size 100 --workers 2
 
-step "4/6 post-train: anchored objective ($UPDATES updates of 32 pairs)"
+step "4/6 post-train: anchored objective ($UPDATES updates of 32 pairs, lr $LR)"
 read -r -a ARCH <<< "$($BIN/python -m translit_plugin.models.arch_flags "$OUT/e5-trim/model.pt")"  # 12 x 384, eps 1e-12
 $BIN/fairseq-train "$OUT/prep/data-bin" --user-dir translit_plugin \
   --task translit_align --criterion mlm_seq_tlm --arch translit_roberta_base "${ARCH[@]}" \
@@ -40,7 +41,7 @@ $BIN/fairseq-train "$OUT/prep/data-bin" --user-dir translit_plugin \
   --mlm-orig-weight 0 --mlm-latn-weight 0 --seq-weight 0 --tlm-weight 0 \
   --anchor-weight 1 --anchor-loss infonce --anchor-temperature 0.05 --anchor-layer 8 --encoder-chunk-tokens 1024 \
   --optimizer adam --adam-betas '(0.9,0.999)' --adam-eps 1e-8 --weight-decay 0.01 --clip-norm 1.0 \
-  --lr 2e-4 --lr-scheduler polynomial_decay --total-num-update "$UPDATES" --warmup-updates 30 \
+  --lr "$LR" --lr-scheduler polynomial_decay --total-num-update "$UPDATES" --warmup-updates $((UPDATES / 10)) \
   --batch-size 32 --max-update "$UPDATES" --save-dir "$OUT/checkpoints" --no-epoch-checkpoints \
   --save-interval-updates "$UPDATES" --disable-validation \
   --log-format simple --log-interval 50 --cpu --num-workers 0 --seed 1 2>&1 | tee "$OUT/train.log" \

@@ -102,9 +102,8 @@ class MlmSeqTlmCriterion(FairseqCriterion):
             raise ValueError(f"loss weights must be >= 0, got {weights}")
         if not any(weights.values()):
             raise ValueError("all loss weights are 0: nothing to train")
-        # the teacher of the anchored term: held in a plain list, so it stays out of the module tree (not trained,
-        # not checkpointed, not moved or cast by fairseq, not wrapped by DDP)
-        self._teacher: list = []
+        # the terms are plain objects in a plain list, so what they hold (the anchored term's teacher) stays out of
+        # the module tree: not trained, not checkpointed, not moved or cast by fairseq, not wrapped by DDP
         setup = TermSetup(self.specials, load_model=self._load_teacher)
         self.terms = [t for t in (cls(self.cfg, setup) for cls in TERMS) if t.weight > 0]
         self.needs = merge_needs(self.terms)
@@ -123,8 +122,7 @@ class MlmSeqTlmCriterion(FairseqCriterion):
                 "--anchor-weight > 0 needs a teacher: pass --anchor-teacher MODEL_DIR/model.pt (the start model) "
                 "or start with --finetune-from-model"
             )
-        self._teacher.append(load_teacher(path, self.task))
-        return self._teacher[-1]
+        return load_teacher(path, self.task)
 
     def _workers(self) -> Workers:
         """This step's data parallelism (one worker when not distributed)."""
@@ -191,12 +189,12 @@ class MlmSeqTlmCriterion(FairseqCriterion):
 def load_teacher(path: str, task):
     """The frozen teacher: the model in checkpoint ``path``, in eval mode, without gradients (CPU until first use)."""
     from translit_plugin.checkpoint_compat import load_fairseq_checkpoint
-    from translit_plugin.models.translit_roberta import TranslitRobertaModel
+    from translit_plugin.models.translit_roberta import EMBED_KEY, TranslitRobertaModel
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--anchor-teacher {path}: no such checkpoint (pass the start model's model.pt)")
     state = load_fairseq_checkpoint(path)
-    rows = state["model"]["encoder.sentence_encoder.embed_tokens.weight"].shape[0]
+    rows = state["model"][EMBED_KEY].shape[0]
     if rows != len(task.source_dictionary):
         raise ValueError(
             f"--anchor-teacher {path}: {rows} embedding rows but the data's dictionary has "

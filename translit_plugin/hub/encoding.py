@@ -57,7 +57,7 @@ def collate(seqs: Sequence[torch.Tensor], pad: int) -> torch.Tensor:
     return out
 
 
-def encode_all(encode: Callable[[str], torch.Tensor], sentences: Sequence[str], max_length: int, eos: int) -> list:
+def encode_all(encode: Callable[[str], torch.Tensor], sentences: Sequence[str], max_length: int) -> list:
     """Encode and truncate every sentence (``encode`` returns ``<s> ... </s>`` ids)."""
     return [truncate_keep_eos(encode(s).long(), max_length) for s in sentences]
 
@@ -98,7 +98,7 @@ def embed_sentences(
     d = hub.dictionary
     specials = SpecialIds(bos=d.bos(), eos=d.eos(), pad=d.pad())
     max_length = min(max_length, getattr(hub, "max_positions", max_length))
-    ids = encode_all(hub.encode, sentences, max_length, d.eos())
+    ids = encode_all(hub.encode, sentences, max_length)
     out: torch.Tensor | None = None
     batches = length_batches([t.numel() for t in ids], batch_size, sort_by_length)
     try:

@@ -42,7 +42,7 @@ def from_pretrained(
 
     import translit_plugin.plugin  # noqa: F401  (registers the model)
     from translit_plugin.checkpoint_compat import load_fairseq_checkpoint
-    from translit_plugin.models.translit_roberta import TranslitRobertaModel
+    from translit_plugin.models.translit_roberta import EMBED_KEY, TranslitRobertaModel
 
     model_dir = Path(model_name_or_path)
     ckpt = Path(checkpoint_file) if Path(checkpoint_file).is_absolute() else model_dir / checkpoint_file
@@ -56,7 +56,7 @@ def from_pretrained(
     dict_path = Path(dictionary) if dictionary else find_dictionary(model_dir, cfg)
     d = Dictionary.load(str(dict_path))
     d.add_symbol("<mask>")
-    emb_rows = state["model"]["encoder.sentence_encoder.embed_tokens.weight"].shape[0]
+    emb_rows = state["model"][EMBED_KEY].shape[0]
     if len(d) != emb_rows:
         raise ValueError(
             f"{dict_path}: dictionary has {len(d)} entries (with <mask>) but {ckpt} has {emb_rows} embedding rows; "

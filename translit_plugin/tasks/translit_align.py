@@ -53,6 +53,7 @@ from translit_plugin.data import fingerprint
 from translit_plugin.data.errors import MissingDataError, PairingError, TranslitDataError
 from translit_plugin.data.pair_dataset import MaskingConfig, TranslitPairDataset, temperature_sampling_weights
 from translit_plugin.data.pread_dataset import PreadIndexedDataset
+from translit_plugin.models.translit_roberta import EMBED_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,6 @@ TLM_ORDER_CHOICES = ChoiceEnum(["random", "orig_first", "latn_first"])
 BATCH_ORDER_CHOICES = ChoiceEnum(["random", "length"])
 AUTOCAST_CHOICES = ChoiceEnum(["none", "bf16"])
 PAIRING_CHECK_CHOICES = ChoiceEnum(["full", "counts"])
-EMBED_KEY = "encoder.sentence_encoder.embed_tokens.weight"
 
 
 @dataclass

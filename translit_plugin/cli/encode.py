@@ -303,11 +303,62 @@ def _write_lang_ids(data_bin: Path, split: str, names: list[str], records: list[
     os.replace(tmp, lang_npy)
 
 
+ENCODE_COMMAND = "encode"
+_OUT_SUFFIXES = (".orig", ".latn", ".encode.json")
+_DATA_NAMES = {"pairing.json", "langs.txt", *SIDES}
+
+
+def _looks_like_encode_output(out: Path) -> bool:
+    """``OUT`` of this command from before lock files: piece files, summaries and ``.work`` only."""
+    from translit_plugin.core.safe_output import is_tmp_leftover
+
+    names = [p.name for p in out.iterdir() if not is_tmp_leftover(p.name)]
+    return (out / ".work").is_dir() and all(n == ".work" or n.endswith(_OUT_SUFFIXES) for n in names)
+
+
+def _looks_like_encode_data_bin(data_bin: Path) -> bool:
+    """``DATA`` of this command from before lock files: what encode and fairseq-preprocess write there, and not a
+    ``prepare`` data-bin (prepare records it beside it)."""
+    from translit_plugin.core.safe_output import is_tmp_leftover
+
+    names = [p.name for p in data_bin.iterdir() if not is_tmp_leftover(p.name)]
+    return ((data_bin / "pairing.json").is_file() and not data_bin.with_name(data_bin.name + ".done.json").exists()
+            and all(n in _DATA_NAMES or n.endswith(".lang.npy") for n in names))
+
+
 def encode_split(pairs: dict[str | None, tuple[Path, Path]], split: str, model_dir: Path, out: Path, data_bin: Path,
                  max_length: int = DEFAULT_MAX_LENGTH, overlong: str = "truncate", max_chars: int = 10000,
                  workers: int = 1, progress: bool = True) -> dict[str, Any]:
     """Encode every language of ``pairs`` and assemble ``OUT/{split}.{orig,latn}``, the split's fingerprint in
-    ``DATA/pairing.json``, and its language ids; return the ``OUT/{split}.encode.json`` record."""
+    ``DATA/pairing.json``, and its language ids; return the ``OUT/{split}.encode.json`` record.
+
+    ``OUT`` and ``DATA`` are held by this run and must be this command's (new, empty, or written by it before):
+    :func:`translit_plugin.core.safe_output.held_output_dir`; nothing is written into anyone else's folder."""
+    from contextlib import ExitStack
+
+    from translit_plugin.core.safe_output import check_not_input, check_own_folder, held_output_dir
+    from translit_plugin.prepare.pipeline import model_files
+
+    if max_length < 3:
+        raise SystemExit(f"--max-length {max_length}: must be >= 3 (<s>, one piece, </s>)")
+    model_files(model_dir)  # before any folder is made
+    inputs = [p for pair in pairs.values() for p in pair] + [model_dir]
+    folders = {out: _looks_like_encode_output, data_bin: _looks_like_encode_data_bin}
+    if out.resolve() == data_bin.resolve():
+        folders = {out: lambda d: _looks_like_encode_output(d) or _looks_like_encode_data_bin(d)}
+    for folder, legacy in folders.items():
+        check_not_input(folder, inputs, "--output" if folder is out else "--data-bin", allow_inside=True)
+        check_own_folder(folder, ENCODE_COMMAND, legacy)
+    with ExitStack() as stack:
+        for folder, legacy in folders.items():
+            stack.enter_context(held_output_dir(folder, ENCODE_COMMAND, legacy))
+        return _encode_split_held(pairs, split, model_dir, out, data_bin, max_length, overlong, max_chars, workers,
+                                  progress)
+
+
+def _encode_split_held(pairs: dict[str | None, tuple[Path, Path]], split: str, model_dir: Path, out: Path,
+                       data_bin: Path, max_length: int, overlong: str, max_chars: int, workers: int,
+                       progress: bool) -> dict[str, Any]:
     from translit_plugin.core.files import atomic_write_json
     from translit_plugin.core.hashing import sha1_file, stable_key
     from translit_plugin.data.fingerprint import write_pairing
@@ -364,8 +415,18 @@ def run(args: argparse.Namespace) -> int:
     except AlignmentError as e:
         logger.error("alignment check failed: %s", e)
         return 3
-    d = args.data_bin
-    logger.info("next, for each side S in orig latn (add --validpref for valid; see README): fairseq-preprocess "
-                "--only-source --srcdict %s --trainpref %s --destdir %s/S --dataset-impl mmap --workers N",
-                args.model_dir / "dict.txt", args.output / f"{args.split}.S", d)
+    logger.info("next: %s", preprocess_hint(args.split, args.model_dir, args.output, args.data_bin))
     return 0
+
+
+def preprocess_hint(split: str, model_dir: Path, out: Path, data_bin: Path) -> str:
+    """The ``fairseq-preprocess`` command that binarizes ``split`` (fairseq knows the splits train, valid, test: one
+    ``--{split}pref`` each; other names go in as train and are renamed, or by ``--validpref`` for ``valid1``...)."""
+    known = {"train": "train", "test": "test"}
+    flag = known.get(split, "valid")
+    cmd = (f"fairseq-preprocess --only-source --srcdict {model_dir / 'dict.txt'} --{flag}pref {out / split}.S "
+           f"--destdir {data_bin}/S --dataset-impl mmap --workers N")
+    if flag == "valid" and split != "valid":
+        return (f"for each side S in orig latn: {cmd}, then rename {data_bin}/S/valid.bin and .idx to {split}.bin "
+                f"and .idx (fairseq-preprocess names them valid); all splits of a side can go in one run (see README)")
+    return f"for each side S in orig latn: {cmd} (all splits of a side can go in one run, see README)"

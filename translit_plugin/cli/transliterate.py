@@ -76,7 +76,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="lines per chunk: the unit of parallelism and resumption (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
                         help="worker processes (default: %(default)s)")
-    parser.add_argument("--work-dir", type=Path, default=None, help="resumable chunk outputs (default: see above)")
+    parser.add_argument("--work-dir", type=Path, default=None,
+                        help="resumable chunk outputs and records (default: OUTPUT/.work, or OUTPUT.work when OUTPUT "
+                        "is a file)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -202,18 +204,69 @@ def _run_many(jobs: list[Job]) -> int:
     return sum(run_job(job) for job in jobs)
 
 
+COMMAND = "transliterate"
+
+
+def _written_by_us(output: Path, work: Path, lang: str) -> bool:
+    """Whether ``output`` is a transliteration this command wrote: its record in ``work`` names it."""
+    import json
+
+    try:
+        record = json.loads((work / f"{lang}.done.json").read_text(encoding="utf-8"))
+        return Path(record["output"]).resolve() == output.resolve()
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _looks_like_work_dir(work: Path) -> bool:
+    """A work folder of this command from before lock files: language records and chunk folders only."""
+    from translit_plugin.core.safe_output import is_tmp_leftover
+
+    entries = [p for p in work.iterdir() if not is_tmp_leftover(p.name)]
+    return any(p.name.endswith(".done.json") for p in entries) and all(
+        (p.is_file() and p.name.endswith(".done.json")) or (p.is_dir() and not p.is_symlink()) for p in entries)
+
+
+def check_outputs(files: dict[str, Path], outputs: dict[str, Path], work: Path) -> None:
+    """Refuse (nothing written) an output that is an input, a directory, or an existing file this command did not
+    write (its record in ``work`` names it), and a work folder that is or contains an input."""
+    from translit_plugin.core.safe_output import check_file_output, check_not_input
+
+    inputs = list(files.values())
+    check_not_input(work, inputs, "--work-dir", allow_inside=True)
+    for lang, out in outputs.items():
+        check_file_output(out, inputs, "--output", lambda p, lang=lang: _written_by_us(p, work, lang),
+                          f"a transliteration translit-ppa {COMMAND} wrote (no record of it in {work})")
+
+
 def transliterate_files(files: dict[str, Path], outputs: dict[str, Path], work: Path, lcodes: dict[str, str | None],
                         max_chars: int = 10000, cache_size: int = DEFAULT_CACHE_SIZE, chunk_size: int = 5000,
                         workers: int = 1, progress: bool = True) -> dict[str, dict[str, Any]]:
-    """Transliterate each ``files[lang]`` into ``outputs[lang]`` (resumable, see the module docstring)."""
+    """Transliterate each ``files[lang]`` into ``outputs[lang]`` (resumable, see the module docstring).
+
+    Writes over no file it did not write (:func:`check_outputs`); ``work`` is held by this run and must be this
+    command's (:func:`translit_plugin.core.safe_output.held_output_dir`)."""
+    from translit_plugin.core.safe_output import check_own_folder, held_output_dir
+
+    if chunk_size < 1:
+        raise SystemExit(f"--chunk-size {chunk_size}: must be >= 1")
+    check_own_folder(work, COMMAND, _looks_like_work_dir)
+    check_outputs(files, outputs, work)
+    with held_output_dir(work, COMMAND, _looks_like_work_dir):
+        check_outputs(files, outputs, work)  # again, now that no other run can write meanwhile
+        return _transliterate_held(files, outputs, work, lcodes, max_chars, cache_size, chunk_size, workers,
+                                   progress)
+
+
+def _transliterate_held(files: dict[str, Path], outputs: dict[str, Path], work: Path,
+                        lcodes: dict[str, str | None], max_chars: int, cache_size: int, chunk_size: int,
+                        workers: int, progress: bool) -> dict[str, dict[str, Any]]:
     from translit_plugin.core.files import tmp_path
     from translit_plugin.core.hashing import stable_key
     from translit_plugin.core.lines import count_lines
     from translit_plugin.prepare.records import file_stamp, read_done, write_done
     from translit_plugin.transliterate import uroman_version
 
-    if chunk_size < 1:
-        raise SystemExit(f"--chunk-size {chunk_size}: must be >= 1")
     records: dict[str, dict[str, Any]] = {}
     plans: dict[str, tuple[str, list[Job], int]] = {}
     jobs: list[Job] = []
@@ -246,7 +299,8 @@ def transliterate_files(files: dict[str, Path], outputs: dict[str, Path], work: 
         if got != n:
             raise RuntimeError(f"{out}: {got} lines assembled for {n} input lines; delete {work} and rerun")
         os.replace(tmp, out)
-        records[lang] = write_done(out, final_key, {"lang": lang, "input": str(files[lang]), "output": str(out),
+        records[lang] = write_done(out, final_key, {"lang": lang, "input": str(files[lang]),
+                                                    "output": str(out.resolve()),
                                                     "lines": n, "uroman_code": lcodes[lang],
                                                     "uroman_version": uroman_version()}, work / f"{lang}.done.json")
         shutil.rmtree(work / lang, ignore_errors=True)

@@ -100,6 +100,33 @@ def new_checkpoint(cfg, state: dict[str, torch.Tensor]) -> dict:
     }
 
 
+def state_sha256(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict's content: each tensor's name, dtype, shape and bytes, in name order.
+
+    What identity checks compare (with the tokenizer's hash) instead of a checkpoint file's bytes, which also hold
+    its config (paths, versions): a re-conversion of the same weights has the same content hash."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name]
+        if not torch.is_tensor(t):
+            continue
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def checkpoint_content_sha256(path: str | Path) -> str:
+    """:func:`state_sha256` of a fairseq checkpoint file's model tensors."""
+    from translit_plugin.checkpoint_compat import load_fairseq_checkpoint
+
+    return state_sha256(load_fairseq_checkpoint(path)["model"])
+
+
 def num_updates(checkpoint: dict) -> int | None:
     """The update count a fairseq checkpoint was saved at (None if it does not say)."""
     return (checkpoint.get("optimizer_history") or [{}])[-1].get("num_updates")

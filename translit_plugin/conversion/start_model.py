@@ -32,6 +32,7 @@ def train_sentencepiece(
     same inputs give the same model.
     """
     import sentencepiece as spm
+    from sentencepiece import sentencepiece_model_pb2 as pb2
 
     files = [Path(f) for f in text_files]
     missing = [str(f) for f in files if not f.is_file()]
@@ -58,7 +59,12 @@ def train_sentencepiece(
             minloglevel=2,
         )
         out_model.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(f"{prefix}.model", out_model)
+        proto = pb2.ModelProto()
+        proto.ParseFromString(Path(f"{prefix}.model").read_bytes())
+        # the trainer records its model_prefix, here a random temporary path: record the output's name instead, so
+        # the same inputs give the same bytes
+        proto.trainer_spec.model_prefix = out_model.with_suffix("").name
+        out_model.write_bytes(proto.SerializeToString())
     logger.info("trained sentencepiece model %s (%d pieces)", out_model, vocab_size)
     return out_model
 

@@ -11,13 +11,22 @@ Every command that writes checks its outputs here first:
 * :func:`check_file_output`: a file output (results JSONL, selection JSON, caches, reports) must not be an input, an
   existing directory, or an existing file that does not look like one we wrote.
 
-Refusals raise :class:`UnsafeOutputError` (or :class:`OutputExistsError` when only ``--force`` is missing); the CLI
-prints them as one line and exits with status 2.
+* :func:`held_output_dir`: a folder a resumable command (``prepare``, ``encode``, ``transliterate``) writes into
+  over several runs is held by one run at a time (an ``fcntl.flock`` on its :data:`LOCK_FILE`, which names the
+  command; a second run is refused naming the folder and the pid holding it) and is refused when it is not ours: it
+  exists, holds something, and has no lock file of the same command (nor looks like that command's output from
+  before lock files, ``legacy``).
+
+Staged directories give every file the permissions a plain ``open()`` would under the umask (some writers, such as
+safetensors, leave 0600).  Refusals raise :class:`UnsafeOutputError` (or :class:`OutputExistsError` when only
+``--force`` is missing, :class:`OutputBusyError` when another run holds the folder); the CLI prints them as one line
+and exits with status 2.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import shutil
 import tempfile
@@ -56,11 +65,35 @@ class OutputExistsError(FileExistsError):
     """The output exists and may be replaced, but only when asked to (``--force``)."""
 
 
-def give_umask_permissions(directory: Path) -> None:
-    """mkdtemp makes 0700 directories; a finished output gets the permissions a plain ``mkdir`` would give it."""
+class OutputBusyError(UnsafeOutputError):
+    """Another run holds the output folder (see :func:`held_output_dir`)."""
+
+
+def current_umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(directory, 0o777 & ~umask)
+    return umask
+
+
+def give_umask_permissions(directory: Path) -> None:
+    """mkdtemp makes 0700 directories; a finished output gets the permissions a plain ``mkdir`` would give it."""
+    os.chmod(directory, 0o777 & ~current_umask())
+
+
+def give_umask_permissions_tree(directory: Path) -> None:
+    """Every directory and file under ``directory`` (itself included) gets what ``mkdir`` / ``open()`` would give it
+    under the umask; execute bits a file has are kept.  Writers that create private files (safetensors: 0600,
+    ``tempfile``) would otherwise leave outputs only their owner can read."""
+    umask = current_umask()
+    give_umask_permissions(directory)
+    for root, dirs, files in os.walk(directory):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o777 & ~umask)
+        for name in files:
+            path = os.path.join(root, name)
+            st = os.lstat(path)
+            if not os.path.islink(path):
+                os.chmod(path, (0o666 | (st.st_mode & 0o111)) & ~umask)
 
 
 def _resolve(path: str | os.PathLike) -> Path:
@@ -149,6 +182,7 @@ def staged_dir(out_dir: str | os.PathLike, force: bool, inputs: Iterable[str | o
         except Exception as e:
             _rename_in_message(e, tmp, out_dir)
             raise
+        give_umask_permissions_tree(tmp)
         check_replaceable_dir(out_dir, force, marker, command)  # again: it may have changed meanwhile
         if out_dir.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
@@ -203,3 +237,99 @@ def first_line(path: Path, limit: int = 1 << 16) -> str:
         if line.strip():
             return line
     return ""
+
+
+# ------------------------------------------------------------------------------------- folders held by one run
+LOCK_FILE = ".translit-ppa.lock"
+
+
+def _lock_record(lock: Path) -> dict:
+    try:
+        record = json.loads(lock.read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _write_lock_record(fd: int, record: dict) -> None:
+    data = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, data, 0)
+
+
+def is_tmp_leftover(name: str) -> bool:
+    """A hidden leftover of an interrupted atomic write (``.name.tmpPID``, ``.name.tmp-XXXX``)."""
+    return name.startswith(".") and ".tmp" in name
+
+
+def check_own_folder(directory: str | os.PathLike, command: str,
+                     legacy: Callable[[Path], bool] | None = None) -> None:
+    """Refuse ``directory`` unless it is absent, empty, carries ``command``'s :data:`LOCK_FILE`, or (output written
+    before lock files existed) ``legacy(directory)`` says it looks like ``command``'s."""
+    directory = Path(directory)
+    if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
+        raise UnsafeOutputError(f"{directory} exists and is not a directory; choose another output folder")
+    lock = directory / LOCK_FILE
+    if lock.is_symlink() or (lock.exists() and not lock.is_file()):
+        raise UnsafeOutputError(f"{lock} is not a regular file; choose another output folder")
+    if lock.is_file():
+        owner = _lock_record(lock).get("command")
+        if owner not in (None, command):
+            raise UnsafeOutputError(f"{directory} is an output folder of translit-ppa {owner}, not of translit-ppa "
+                                    f"{command}; choose another folder")
+        return
+    if not directory.exists():
+        return
+    entries = sorted(p.name for p in directory.iterdir() if not is_tmp_leftover(p.name))
+    if entries and not (legacy is not None and legacy(directory)):
+        listed = ", ".join(entries[:5]) + (f" (+{len(entries) - 5} more)" if len(entries) > 5 else "")
+        raise UnsafeOutputError(
+            f"{directory} exists and was not written by translit-ppa {command} (it holds {listed} and no "
+            f"{LOCK_FILE}); {command} would write over files there. Choose a new or empty folder"
+        )
+
+
+@contextmanager
+def held_output_dir(directory: str | os.PathLike, command: str, legacy: Callable[[Path], bool] | None = None,
+                    shared: bool = False) -> Iterator[Path]:
+    """Hold ``directory`` (created if needed) for this run of ``command``; yield it.
+
+    Refused (:class:`UnsafeOutputError`, nothing written) when the folder is not ours (:func:`check_own_folder`), and
+    (:class:`OutputBusyError`) while another run holds it: an exclusive ``fcntl.flock`` on ``directory/LOCK_FILE``,
+    which holds ``{"command", "pid"}`` while held and ``{"command"}`` after, so the folder's bytes do not depend on
+    the run.  ``shared`` runs (``prepare``'s shard jobs, which write disjoint chunks) hold it together, but never
+    alongside an exclusive one.
+    """
+    import fcntl
+
+    directory = Path(directory)
+    check_own_folder(directory, command, legacy)
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = directory / LOCK_FILE
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    held = False
+    try:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_record(lock).get("pid") or "unknown"
+            raise OutputBusyError(
+                f"{directory} is in use by another translit-ppa {command} run (pid {holder}); wait for it to finish "
+                "or choose another output folder"
+            ) from None
+        owner = _lock_record(lock).get("command")
+        if owner not in (None, command):  # another command claimed it between the check and the lock
+            raise UnsafeOutputError(f"{directory} is an output folder of translit-ppa {owner}, not of translit-ppa "
+                                    f"{command}; choose another folder")
+        held = True
+        _write_lock_record(fd, {"command": command, "pid": os.getpid()})
+        yield directory
+    finally:
+        try:
+            if held:  # the last holder leaves no pid behind
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _write_lock_record(fd, {"command": command})
+        except OSError:  # another shard job still holds it (BlockingIOError), or the disk is full
+            pass
+        finally:
+            os.close(fd)

@@ -16,8 +16,11 @@ Output layout (what the ``translit_align`` task reads; ``DATA`` = ``OUT/data-bin
     OUT/data-bin/valid.lang.npy
     OUT/data-bin/langs.txt                    line k = lang_Script code of language id k (sorted codes)
     OUT/manifest.json                         counts per language and split, drops, token statistics, uroman
-                                              version and codes, options, verification summary, timings
-    OUT/work/...                              intermediate, resumable stage outputs (safe to delete when done)
+                                              version and codes, options, verification summary (the same
+                                              bytes for the same inputs and flags: no times, no temp paths)
+    OUT/work/...                              intermediate, resumable stage outputs (safe to delete when done);
+                                              work/timings.json: seconds per stage of the last run
+    OUT/.translit-ppa.lock                    held by the run writing OUT (one at a time; shard jobs together)
 
 Each stored line is ``pieces + </s>`` with ids of ``dict.txt`` as loaded by fairseq's ``Dictionary`` (no ``<s>``:
 the task prepends it; ``<mask>`` is appended by the task), i.e. exactly ``dictionary.encode_line(" ".join(

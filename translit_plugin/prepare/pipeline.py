@@ -392,13 +392,37 @@ class _Timer:
         self.timings[name] = time.time() - t
 
 
+PREPARE_COMMAND = "prepare"
+_PREPARE_NAMES = {"data-bin", "work", "manifest.json", "data-bin.done.json"}
+
+
+def looks_like_prepare_output(out: Path) -> bool:
+    """An output folder of ``prepare`` from before lock files: only its names, and its ``work/``."""
+    from translit_plugin.core.safe_output import is_tmp_leftover
+
+    names = {p.name for p in out.iterdir() if not is_tmp_leftover(p.name)}
+    return names <= _PREPARE_NAMES and (out / "work").is_dir() and not (out / "work").is_symlink()
+
+
 def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
-    """Run the pipeline; return the manifest (also written to ``OUTPUT/manifest.json`` after a full run)."""
+    """Run the pipeline; return the manifest (also written to ``OUTPUT/manifest.json`` after a full run).
+
+    ``OUTPUT`` is held by this run (:func:`translit_plugin.core.safe_output.held_output_dir`; shard jobs share it)
+    and must be prepare's own: a folder holding anything else is refused before anything is written."""
+    from translit_plugin.core.safe_output import check_not_input, held_output_dir
+
     check_options(cfg)
+    check_not_input(cfg.output, [cfg.input, cfg.model_dir, cfg.latn_input, cfg.group], what="--output")
+    model_files(cfg.model_dir)
+    inputs = resolve_inputs(cfg)  # refuses bad inputs before the output folder is made
+    with held_output_dir(cfg.output, PREPARE_COMMAND, legacy=looks_like_prepare_output, shared=cfg.num_shards > 1):
+        return _run_prepare_held(cfg, inputs)
+
+
+def _run_prepare_held(cfg: PrepareConfig, inputs: PrepareInputs) -> dict[str, Any]:
     timer = _Timer()
     work, data_bin = cfg.output / "work", cfg.output / "data-bin"
     spm_model, dict_path = model_files(cfg.model_dir)
-    inputs = resolve_inputs(cfg)
     langs = inputs.langs
 
     with timer("clean"):
@@ -436,6 +460,7 @@ def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:
     manifest = build_manifest(cfg, inputs, clean_records, sample_records, tasks, records, settings, verification,
                               timer.timings)
     write_manifest(manifest, inputs, cfg.output)
+    atomic_write_json(work / "timings.json", {k: round(v, 3) for k, v in timer.timings.items()}, indent=2)
     logger.info("prepared %s: train %d pairs, valid %d pairs (%.1f s)", data_bin, manifest["pairs"]["train"],
                 manifest["pairs"]["valid"], timer.timings["total"])
     return manifest
@@ -483,7 +508,8 @@ def _language_entry(lang: str, inputs: PrepareInputs, clean: dict, sample: dict,
 def build_manifest(cfg: PrepareConfig, inputs: PrepareInputs, clean_records: dict, sample_records: dict,
                    tasks: list[ChunkTask], records: dict, settings: ChunkSettings, verification: dict,
                    timings: dict) -> dict[str, Any]:
-    """Counts per language and split, token statistics, uroman version and codes, options and timings."""
+    """Counts per language and split, token statistics, uroman version and codes, options (``timings`` go to
+    ``work/timings.json``, not here: the manifest is the same bytes for the same inputs and flags)."""
     langs = inputs.langs
     per_lang = {lang: _language_entry(lang, inputs, clean_records[lang], sample_records[lang], tasks, records)
                 for lang in langs}
@@ -505,6 +531,5 @@ def build_manifest(cfg: PrepareConfig, inputs: PrepareInputs, clean_records: dic
         "options": {"clean": asdict(cfg.clean), "sample": asdict(inputs.sample_cfg), "max_length": cfg.max_length,
                     "overlong": cfg.overlong, "workers": cfg.workers, "group": group.path if group else None,
                     "chunks": len(tasks)},
-        "verification": verification,
-        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "verification": verification,  # no timings: the manifest's bytes depend on inputs and flags only
     }

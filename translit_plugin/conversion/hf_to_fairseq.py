@@ -219,7 +219,7 @@ def _write_model_dir(src: HFCheckpoint, state: dict[str, torch.Tensor], record: 
         shutil.copyfile(src.spm_path, tmp / "sentencepiece.bpe.model")
         write_fairseq_dict(tmp / "sentencepiece.bpe.model", tmp / "dict.txt")
         cfg = fairseq_cfg(
-            tmp,
+            out_dir.resolve(),  # where the files will be; never the staging directory (deleted after the move)
             arch,
             src.dims,
             src.num_layers,

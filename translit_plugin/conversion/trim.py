@@ -84,8 +84,11 @@ class TrimCheckError(TrimError):
 
 # ------------------------------------------------------------------------------------------------------- helpers
 def _file_hashes(model_dir: Path) -> dict[str, str]:
+    from .fairseq_model import checkpoint_content_sha256
+
     return {
         "model_sha256": sha256_file(model_dir / "model.pt"),
+        "model_content_sha256": checkpoint_content_sha256(model_dir / "model.pt"),  # what untrim compares
         "sentencepiece_sha256": sha256_file(model_dir / "sentencepiece.bpe.model"),
         "dict_sha256": sha256_file(model_dir / "dict.txt"),
     }
@@ -596,10 +599,16 @@ def untrim(
 
 
 def _check_start_model(full_dir: Path, want: dict, record_path: Path) -> str:
-    """The start model must be the one that was trimmed (sha256 of model.pt and sentencepiece model); return the
-    model's sha256."""
-    got = {"model_sha256": sha256_file(full_dir / "model.pt"),
-           "sentencepiece_sha256": sha256_file(full_dir / "sentencepiece.bpe.model")}  # fmt: skip
+    """The start model must be the one that was trimmed: the same weights (content hash of the state tensors; the
+    file's bytes also hold paths, e.g. of another conversion of the same model) and the same sentencepiece model;
+    return the model file's sha256."""
+    from .fairseq_model import checkpoint_content_sha256
+
+    model_sha = sha256_file(full_dir / "model.pt")
+    got = {"sentencepiece_sha256": sha256_file(full_dir / "sentencepiece.bpe.model")}
+    if model_sha != want["model_sha256"]:  # the same file needs no second look; another one, its tensors
+        key = "model_content_sha256" if "model_content_sha256" in want else "model_sha256"  # older records
+        got[key] = checkpoint_content_sha256(full_dir / "model.pt") if key != "model_sha256" else model_sha
     wrong = [k for k in got if got[k] != want[k]]
     if wrong:
         raise TrimError(
@@ -607,7 +616,7 @@ def _check_start_model(full_dir: Path, want: dict, record_path: Path) -> str:
             f"{', '.join(want[k][:12] for k in wrong)}..., got {', '.join(got[k][:12] for k in wrong)}...; trimmed "
             f"from {want.get('model_dir')}). Pass that start model directory"
         )
-    return got["model_sha256"]
+    return model_sha
 
 
 def _scattered_state(ckpt: Path, trained_state: dict[str, torch.Tensor], full_dir: Path, full_rows: int,

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import logging
 import os
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -90,7 +92,8 @@ def load_fairseq_checkpoint(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    return checkpoint_utils.load_checkpoint_to_cpu(str(path))
+    with unreadable_as_error(path):
+        return checkpoint_utils.load_checkpoint_to_cpu(str(path))
 
 
 def map_checkpoint(path: str | os.PathLike) -> dict:
@@ -99,4 +102,27 @@ def map_checkpoint(path: str | os.PathLike) -> dict:
     import torch
 
     install()
-    return torch.load(path, map_location="cpu", mmap=True)
+    with unreadable_as_error(path):
+        return torch.load(path, map_location="cpu", mmap=True)
+
+
+class CheckpointReadError(ValueError):
+    """A checkpoint file that cannot be read (truncated, not a torch file, or pickling globals outside the
+    allow-list); the message names the file (``translit-ppa``: exit 2, one line)."""
+
+
+@contextlib.contextmanager
+def unreadable_as_error(path: str | os.PathLike) -> Iterator[None]:
+    """Turn torch's and pickle's errors for an unreadable file into one :class:`CheckpointReadError` naming it
+    (torch's first line kept: for a refused global it names the global)."""
+    import pickle
+    import zipfile
+
+    try:
+        yield
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+        why = " ".join(str(e).split()).split(". ")[0]  # torch adds paragraphs of advice after the first sentence
+        raise CheckpointReadError(
+            f"cannot read checkpoint {path} ({type(e).__name__}: {why}); it is truncated, not a fairseq checkpoint, "
+            "or needs classes outside the allow-list: copy it again or save it again"
+        ) from e

@@ -33,7 +33,11 @@ def load_spm(path: str | os.PathLike):
     if not path.is_file():
         raise FileNotFoundError(f"sentencepiece model not found: {path}")
     sp = spm.SentencePieceProcessor()
-    sp.Load(str(path))
+    try:
+        sp.Load(str(path))
+    except (RuntimeError, OSError) as e:  # sentencepiece: "could not parse ModelProto from ..."
+        raise ValueError(f"{path}: not a sentencepiece model ({' '.join(str(e).split())}); copy the model's "
+                         "sentencepiece.bpe.model again") from None
     return sp
 
 

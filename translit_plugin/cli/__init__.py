@@ -11,6 +11,7 @@ checks (alignment, parity, verification).  Only unexpected exception types (bugs
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -78,6 +79,30 @@ def one_line(e: BaseException) -> str:
     return text
 
 
+#: errno values that mean "the disk (or quota) is full": the message names where and what to do
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+#: argument names under which the commands take what they write
+_OUTPUT_ARGS = ("output", "out", "output_dir", "out_dir", "save_dir")
+
+
+def describe_error(e: BaseException, command: str, args: argparse.Namespace | None = None) -> str:
+    """The one line printed for an expected error; a file-system error also says which file (the one the error
+    names, else the command's output) and, when the disk is full, what to do."""
+    text = one_line(e)
+    if not isinstance(e, OSError) or e.errno is None:
+        return text
+    path = e.filename
+    if path is None and args is not None:
+        path = next((getattr(args, a) for a in _OUTPUT_ARGS if getattr(args, a, None)), None)
+    where = f" while writing {path}" if path is not None and e.filename is None else ""
+    if e.errno in _FULL:
+        target = path if path is not None else "the output"
+        return (f"{e.strerror or text}{where or (': ' + str(path) if path else '')} (translit-ppa {command}): free "
+                f"space on the file system of {target} (or choose an output on another one) and run the command "
+                "again")
+    return text + where
+
+
 def _split_global(argv: list[str]) -> tuple[list[str], list[str]]:
     """Options given before the command (``--debug``, ``--log-level X``) and the rest."""
     glob: list[str] = []
@@ -128,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"translit-ppa {name}: internal error: {type(e).__name__}: {one_line(e).rstrip('.')}. This is a "
                   "bug; please report it with the traceback above", file=sys.stderr)
             return 1
-        print(f"translit-ppa {name}: error: {one_line(e)}", file=sys.stderr)
+        print(f"translit-ppa {name}: error: {describe_error(e, name, args)}", file=sys.stderr)
         return code
 
 

@@ -61,18 +61,30 @@ class HFWeights:
         for shard in shards:
             if not shard.is_file():
                 raise ConversionError(f"{shard}: shard listed in the index is missing")
-            with safe_open(str(shard), framework="pt") as f:
-                for k in f.keys():
-                    self._where[k] = shard
+            try:
+                with safe_open(str(shard), framework="pt") as f:
+                    for k in f.keys():
+                        self._where[k] = shard
+            except Exception as e:  # safetensors' own error type: truncated download, not a safetensors file
+                raise ConversionError(f"{shard}: not a readable safetensors file ({' '.join(str(e).split())}); the "
+                                      "download is incomplete or corrupt: download it again") from e
             self.files.append(shard)
 
     def _load_bins(self, shards: list[Path]) -> None:
+        import pickle
+        import zipfile
+
         import torch
 
         self._bin = {}
         for shard in shards:
             # mmap: tensors stay on disk until touched; weights_only: a .bin is a pickle
-            self._bin.update(torch.load(shard, map_location="cpu", mmap=True, weights_only=True))
+            try:
+                self._bin.update(torch.load(shard, map_location="cpu", mmap=True, weights_only=True))
+            except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+                raise ConversionError(f"{shard}: not a readable PyTorch weights file "
+                                      f"({' '.join(str(e).split()).split('. ')[0]}); the download is incomplete or "
+                                      "corrupt: download it again") from e
             self.files.append(shard)
 
     def keys(self) -> set[str]:
@@ -201,15 +213,28 @@ def read_hf_checkpoint(hf_dir: Path) -> HFCheckpoint:
     cfg_path = hf_dir / "config.json"
     if not cfg_path.is_file():
         raise ConversionError(f"{hf_dir}: config.json not found; is this an HF checkpoint directory?")
-    cfg = json.loads(cfg_path.read_text())
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConversionError(f"{cfg_path}: not valid JSON ({e}); copy the checkpoint's config.json again") from None
+    if not isinstance(cfg, dict):
+        raise ConversionError(f"{cfg_path}: not a JSON object; copy the checkpoint's config.json again")
+    sizes = {}
+    for key in ("num_hidden_layers", "vocab_size", "max_position_embeddings", "hidden_size", "intermediate_size"):
+        value = cfg.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            what = "is missing" if key not in cfg else f"is {value!r}, not a positive integer"
+            raise ConversionError(f"{cfg_path}: {key} {what}; an XLM-R config.json sets it (copy the checkpoint's "
+                                  "config.json again, or add it)")
+        sizes[key] = value
     carried = check_hf_config(cfg, hf_dir)
     spm_path = find_spm(hf_dir)
     weights = HFWeights(hf_dir)
-    num_layers = int(cfg["num_hidden_layers"])
+    num_layers = sizes["num_hidden_layers"]
     dims = Dims(
-        V=int(cfg["vocab_size"]),
-        P=int(cfg["max_position_embeddings"]),
-        C=int(cfg["hidden_size"]),
-        F=int(cfg["intermediate_size"]),
+        V=sizes["vocab_size"],
+        P=sizes["max_position_embeddings"],
+        C=sizes["hidden_size"],
+        F=sizes["intermediate_size"],
     )
     return HFCheckpoint(hf_dir, cfg, carried, spm_path, weights, dims, num_layers)

@@ -110,7 +110,9 @@ class MlmSeqTlmCriterion(FairseqCriterion):
 
     @classmethod
     def build_criterion(cls, cfg: MlmSeqTlmConfig, task) -> "MlmSeqTlmCriterion":
-        return cls(task, cfg)
+        """fairseq's constructor: options out of range, or any other bad option the terms refuse, are one
+        :class:`~translit_plugin.data.errors.TranslitDataError` (under fairseq-train: one logged line, exit 2)."""
+        return _build_checked(cls, cfg, task)
 
     def _load_teacher(self, path: str | None):
         """The anchored term's teacher: ``path`` or, by default, the run's start checkpoint."""
@@ -184,6 +186,66 @@ class MlmSeqTlmCriterion(FairseqCriterion):
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:
         return True
+
+
+def check_options(cfg, task) -> None:
+    """Refuse option values no run can use, naming the option: negative weights, temperatures <= 0, a layer the
+    model does not have (``task.model_layers``, known once the task built the model), ``--mask-prob 0`` with a
+    masked term on."""
+    from translit_plugin.data.errors import TranslitDataError
+
+    def flag(name: str) -> str:
+        return "--" + name.replace("_", "-")
+
+    weights = {t.weight_option: float(getattr(cfg, t.weight_option)) for t in TERMS}
+    for name, value in weights.items():
+        if not value >= 0:
+            raise TranslitDataError(f"{flag(name)} {value:g}: must be >= 0 (0 turns the term off)")
+    for weight, name in (("seq_weight", "seq_temperature"), ("anchor_weight", "anchor_temperature")):
+        value = getattr(cfg, name, None)
+        if weights.get(weight, 0) > 0 and value is not None and not float(value) > 0:
+            raise TranslitDataError(f"{flag(name)} {float(value):g}: must be > 0")
+    masked = [w for w in ("mlm_orig_weight", "mlm_latn_weight", "tlm_weight") if weights.get(w, 0) > 0]
+    mask_prob = getattr(getattr(task, "cfg", None), "mask_prob", None)
+    if masked and mask_prob is not None and float(mask_prob) == 0:
+        raise TranslitDataError(f"--mask-prob 0 masks no token: {', '.join(map(flag, masked))} would have nothing "
+                                "to predict; pass --mask-prob in (0, 1] (reference: 0.15) or set those weights to 0")
+    layers = getattr(task, "model_layers", None)
+    if not isinstance(layers, int):
+        return
+    wanted: list[tuple[str, object]] = []
+    if weights.get("seq_weight", 0) > 0:
+        wanted.append(("--seq-layer", getattr(cfg, "seq_layer", None)))
+    if weights.get("anchor_weight", 0) > 0 and getattr(cfg, "anchor_layer", None) is not None:
+        for part in str(cfg.anchor_layer).split(","):  # indices, or names the term resolves ('last', 'use')
+            part = part.strip()
+            if part.lstrip("-").isdigit():
+                wanted.append(("--anchor-layer", int(part)))
+            elif part not in ("last", "use"):
+                raise TranslitDataError(f"--anchor-layer {cfg.anchor_layer!r}: expected layer indices (or 'last'), "
+                                        "comma-separated")
+    for name, layer in wanted:
+        if isinstance(layer, int) and not 0 <= layer <= layers:
+            raise TranslitDataError(f"{name} {layer}: the model has {layers} layers (valid: 0..{layers}, 0 = the "
+                                    "embeddings); the reference uses 8 for 12-layer models")
+
+
+def _build_checked(cls, cfg, task):
+    """``check_options``, then the criterion; a ``ValueError`` of its terms becomes a ``TranslitDataError``."""
+    from translit_plugin.data.errors import TranslitDataError
+    from translit_plugin.tasks.translit_align import clean_exit
+
+    @clean_exit
+    def build():
+        check_options(cfg, task)
+        try:
+            return cls(task, cfg)
+        except TranslitDataError:
+            raise
+        except (ValueError, FileNotFoundError) as e:
+            raise TranslitDataError(f"criterion mlm_seq_tlm: {' '.join(str(e).split())}") from e
+
+    return build()
 
 
 def load_teacher(path: str, task):

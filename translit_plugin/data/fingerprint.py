@@ -317,3 +317,90 @@ def looks_shifted(corr: dict[str, float] | None, margin: float = 0.2) -> bool:
     """True when line i's length agrees clearly better with a neighbouring line of the other side than with line i."""
     return corr is not None and corr["shifted"] > 0.3 and corr["shifted"] > corr["aligned"] + margin
 
+
+
+# ------------------------------------------------------------------------ what a checkpoint was trained on
+IDENTITY_KEY = "translit_data"  # the key of :func:`data_identity` in a checkpoint's ``task_state``
+#: compared on resume (not the sentencepiece model: the same one may have been copied or converted again)
+_COMPARED = ("vocab_sha256", "rows", "train_pair_sha256", "train_lengths_sha256")
+
+
+def data_identity(data_bin: str | os.PathLike, start_checkpoints: Sequence[str] = (),
+                  rows: int | None = None) -> dict[str, Any]:
+    """What a training run on ``data_bin`` learns from, as plain data for its checkpoints' ``task_state``:
+    ``vocab_sha256`` of ``DATA/orig/dict.txt`` (:func:`vocab_sha256` of its symbols), ``rows`` (embedding rows, with
+    ``<mask>``), ``train_pair_sha256`` (``pairing.json``'s train entry, None without one) and
+    ``sentencepiece_sha256`` (the start model directory's ``sentencepiece.bpe.model``, else what ``pairing.json``
+    records, else None)."""
+    data_bin = Path(data_bin)
+    dict_path = data_bin / ORIG / "dict.txt"
+    if not dict_path.is_file():
+        dict_path = data_bin / "dict.txt"
+    from fairseq.data import Dictionary
+
+    try:
+        pairing = read_pairing(data_bin) or {}
+    except PairingError:
+        pairing = {}
+    spm = pairing.get("sentencepiece_sha256")
+    for start in start_checkpoints:
+        candidate = Path(start).resolve().parent / "sentencepiece.bpe.model"
+        if candidate.is_file():
+            spm = sha256_file(candidate)
+            break
+    train = pairing.get("splits", {}).get("train") or {}
+    return {"data": str(data_bin), "vocab_sha256": vocab_sha256(Dictionary.load(str(dict_path)).symbols),
+            "rows": rows, "train_pair_sha256": train.get("pair_sha256"),
+            "train_lengths_sha256": _train_lengths_sha256(data_bin), "sentencepiece_sha256": spm}
+
+
+def _train_lengths_sha256(data_bin: Path) -> str | None:
+    """sha256 of the sentence lengths of both sides' train split (read from the ``.idx`` files alone, 4 bytes a
+    sentence): tells data-bins apart without a ``pairing.json``; None for other formats or a missing split."""
+    h = hashlib.sha256()
+    for side in SIDES:
+        idx = str(data_bin / side / "train.idx")
+        try:
+            head = _mmap_header(idx) if os.path.isfile(idx) else None
+        except (OSError, KeyError):
+            head = None
+        if head is None:
+            return None
+        _dtype, n, offset = head
+        sizes = np.fromfile(idx, dtype="<i4", count=n, offset=offset) if n else np.zeros(0, dtype="<i4")
+        h.update(f"{side}:{len(sizes)}:".encode("ascii") + sizes.tobytes())
+    return h.hexdigest()
+
+
+def identity_differences(recorded: Any, current: dict[str, Any]) -> list[str]:
+    """The fields of two :func:`data_identity` records that both set and that differ (none for a checkpoint that
+    recorded nothing: written before the record existed, or by another task)."""
+    if not isinstance(recorded, dict):
+        return []
+    names = {"vocab_sha256": "the dictionary", "rows": "the vocabulary size", "train_pair_sha256": "the train split",
+             "train_lengths_sha256": "the train split's sentence lengths"}
+    return [names[k] for k in _COMPARED if recorded.get(k) is not None and current.get(k) is not None
+            and recorded[k] != current[k]]  # fmt: skip
+
+
+def check_recorded_vocabulary(state: dict, dict_path: str | os.PathLike, spm_path: str | os.PathLike,
+                              checkpoint: str | os.PathLike) -> None:
+    """A checkpoint that recorded its training vocabulary (:data:`IDENTITY_KEY`) loaded with a ``dict.txt`` or
+    sentencepiece model of the same size but other content: ``ValueError`` naming the file.  Checked only when the
+    checkpoint's embedding rows are the recorded ones (an untrimmed or re-trimmed model carries a stale record)."""
+    from translit_plugin.models.translit_roberta import EMBED_KEY
+
+    recorded = (state.get("task_state") or {}).get(IDENTITY_KEY)
+    if not isinstance(recorded, dict) or recorded.get("rows") != int(state["model"][EMBED_KEY].shape[0]):
+        return
+    from fairseq.data import Dictionary
+
+    fix = "pass the dictionary and sentencepiece model of the model directory training started from"
+    want = recorded.get("vocab_sha256")
+    if want and vocab_sha256(Dictionary.load(str(dict_path)).symbols) != want:
+        raise ValueError(f"{dict_path} is not the dictionary {checkpoint} was trained with (same size, other pieces "
+                         f"or order); {fix}")
+    want = recorded.get("sentencepiece_sha256")
+    if want and sha256_file(spm_path) != want:
+        raise ValueError(f"{spm_path} is not the sentencepiece model {checkpoint} was trained with (it segments "
+                         f"text differently); {fix}")

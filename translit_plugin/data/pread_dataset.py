@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from fairseq.data import FairseqDataset, indexed_dataset
 
+from translit_plugin.data.errors import TranslitDataError
 from translit_plugin.data.mmap_io import warmup_file
 
 logger = logging.getLogger(__name__)
@@ -52,23 +53,25 @@ class PreadIndexedDataset(FairseqDataset):
         self.bin_path = indexed_dataset.data_file_path(prefix)
         with open(self.idx_path, "rb") as f:
             header = f.read(_HEADER)
+        # the errors are TranslitDataError (a ValueError): under fairseq-train, one line and exit 2
         if len(header) < _HEADER or header[: len(_MAGIC)] != _MAGIC:
-            raise ValueError(f"{self.idx_path}: not a fairseq mmap index (bad magic); was it written with "
-                             "--dataset-impl mmap (the default of fairseq-preprocess and translit-ppa prepare)?")
+            raise TranslitDataError(f"{self.idx_path}: not a fairseq mmap index (bad magic); was it written "
+                                    "with --dataset-impl mmap (the default of fairseq-preprocess and translit-ppa "
+                                    "prepare)?")
         (version,) = struct.unpack_from("<Q", header, len(_MAGIC))
         if version != 1:
-            raise ValueError(f"{self.idx_path}: index version {version}, this reader knows version 1")
+            raise TranslitDataError(f"{self.idx_path}: index version {version}, this reader knows version 1")
         code = header[len(_MAGIC) + 8]
         if code not in indexed_dataset._code_to_dtype:
-            raise ValueError(f"{self.idx_path}: unknown token dtype code {code}")
+            raise TranslitDataError(f"{self.idx_path}: unknown token dtype code {code}")
         self.dtype = np.dtype(indexed_dataset._code_to_dtype[code])
         (self._len,) = struct.unpack_from("<Q", header, len(_MAGIC) + 9)
         self._pointer_offset = _HEADER + 4 * self._len
         expected = self._pointer_offset + 8 * self._len
         actual = os.path.getsize(self.idx_path)
         if actual < expected:
-            raise ValueError(f"{self.idx_path}: {actual} bytes, but {self._len} sentences need {expected}; the index "
-                             "is truncated (re-run the binarization)")
+            raise TranslitDataError(f"{self.idx_path}: {actual} bytes, but {self._len} sentences need {expected}; the "
+                                    "index is truncated (re-run the binarization)")
         if self._warmup:
             warmup_file(self.idx_path)
             warmup_file(self.bin_path)
@@ -124,8 +127,9 @@ class PreadIndexedDataset(FairseqDataset):
         nbytes = count * self.dtype.itemsize
         data = os.pread(self._bin_fd, nbytes, pointer) if nbytes else b""
         if len(data) != nbytes:
-            raise ValueError(f"{self.bin_path}: line {i + 1} needs bytes {pointer}..{pointer + nbytes} but the file "
-                             f"has {self._bin_size}; the .bin is truncated or does not belong to {self.idx_path}")
+            raise TranslitDataError(f"{self.bin_path}: line {i + 1} needs bytes {pointer}..{pointer + nbytes} but the "
+                                    f"file has {self._bin_size}; the .bin is truncated or does not belong to "
+                                    f"{self.idx_path}")
         return torch.from_numpy(np.frombuffer(data, dtype=self.dtype).astype(np.int64))
 
     @staticmethod

@@ -62,6 +62,9 @@ def from_pretrained(
             f"{dict_path}: dictionary has {len(d)} entries (with <mask>) but {ckpt} has {emb_rows} embedding rows; "
             "the dictionary does not belong to this checkpoint"
         )
+    from translit_plugin.data.fingerprint import check_recorded_vocabulary  # same size, other content (issue 20)
+
+    check_recorded_vocabulary(state, dict_path, spm_path, ckpt)
     model = TranslitRobertaModel.from_state(state, d)
     logger.info("loaded %s (%d layers, vocab %d)", ckpt, len(model.encoder.sentence_encoder.layers), len(d))
     return TranslitHubInterface(cfg, model, d, spm_path)

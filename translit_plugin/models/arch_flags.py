@@ -1,8 +1,9 @@
 """``python -m translit_plugin.models.arch_flags MODEL.pt``: the ``fairseq-train`` flags that rebuild its network.
 
 A run started with ``--finetune-from-model`` builds the model from the command line, not from the checkpoint, so
-the start model's sizes, activation and LayerNorm epsilon must be repeated there (multilingual-e5-small: 384 hidden,
-FFN 1536, eps 1e-12; Glot500/XLM-R base: fairseq's defaults).  The recipes call this; the task refuses a mismatch.
+the start model's sizes, positions, activation and LayerNorm epsilon must be repeated there (multilingual-e5-small:
+384 hidden, FFN 1536, eps 1e-12; Glot500/XLM-R base: fairseq's defaults).  The recipes call this; the task refuses a
+mismatch.
 """
 
 from __future__ import annotations
@@ -41,9 +42,27 @@ def as_flags(values: dict) -> list[str]:
     return flags
 
 
+#: the learned position table: ``max_positions + padding_idx + 1`` rows (XLM-R: 514 for 512 positions)
+POSITIONS_KEY = "encoder.sentence_encoder.embed_positions.weight"
+POSITION_OFFSET = 2  # padding_idx (1) + 1: the first position row a token uses
+
+
+def checkpoint_positions(checkpoint: str) -> int | None:
+    """The number of positions of a fairseq checkpoint's position table (None without one)."""
+    from translit_plugin.checkpoint_compat import map_checkpoint
+
+    table = (map_checkpoint(checkpoint).get("model") or {}).get(POSITIONS_KEY)
+    return None if table is None else int(table.shape[0]) - POSITION_OFFSET
+
+
 def arch_flags(checkpoint: str) -> list[str]:
-    """``--encoder-layers 12 --encoder-embed-dim 384 ...`` read from a fairseq checkpoint's saved model config."""
-    return as_flags(checkpoint_network(checkpoint))
+    """``--encoder-layers 12 --encoder-embed-dim 384 ... --max-positions 512`` read from a fairseq checkpoint's saved
+    model config and position table (without ``--max-positions`` a run builds ``--tokens-per-sample`` positions)."""
+    values = checkpoint_network(checkpoint)
+    positions = checkpoint_positions(checkpoint)
+    if positions is not None:
+        values["max_positions"] = positions
+    return as_flags(values)
 
 
 if __name__ == "__main__":

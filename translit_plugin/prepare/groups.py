@@ -45,6 +45,7 @@ def load_group(path: str | os.PathLike) -> LanguageGroup:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from e
+    _check_types(path, data)
     if not isinstance(data.get("languages"), dict) or not data["languages"]:
         raise ValueError(f"{path}: needs a non-empty 'languages' object mapping lang_Script codes to settings")
     codes: dict[str, str | None] = {}
@@ -60,3 +61,32 @@ def load_group(path: str | os.PathLike) -> LanguageGroup:
         raise ValueError(f"{path}: unknown sampling keys {unknown} (allowed: {sorted(allowed)})")
     return LanguageGroup(name=data.get("name", path.stem), languages=list(data["languages"]), uroman_codes=codes,
                          sampling=sampling, description=data.get("description", ""), path=str(path))
+
+
+def _check_types(path: Path, data: Any) -> None:
+    """Each known field has its type (``ValueError`` naming the field): what a hand-edited file gets wrong."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: must be a JSON object with a 'languages' object, found {type(data).__name__}")
+    for key in ("name", "description"):
+        if key in data and not isinstance(data[key], str):
+            raise ValueError(f"{path}: '{key}' must be a string, found {json.dumps(data[key])}")
+    sources = data.get("transfer_sources", [])
+    if not isinstance(sources, list) or not all(isinstance(x, str) for x in sources):
+        raise ValueError(f"{path}: 'transfer_sources' must be a list of lang_Script codes")
+    for lang, spec in (data.get("languages") or {}).items() if isinstance(data.get("languages"), dict) else ():
+        code = spec.get("uroman_code") if isinstance(spec, dict) else None
+        if code is not None and not isinstance(code, str):
+            raise ValueError(f"{path}: languages.{lang}.uroman_code must be a string (e.g. \"ara\") or null, found "
+                             f"{json.dumps(code)}")
+    sampling = data.get("sampling", {})
+    if not isinstance(sampling, dict):
+        raise ValueError(f"{path}: 'sampling' must be an object, e.g. {{\"fraction\": 0.1, \"min_sentences\": "
+                         "10000}")
+    fraction = sampling.get("fraction")
+    if fraction is not None and (isinstance(fraction, bool) or not isinstance(fraction, (int, float))
+                                 or not 0 < fraction <= 1):
+        raise ValueError(f"{path}: sampling.fraction must be a number in (0, 1], found {json.dumps(fraction)}")
+    for key in ("min_sentences", "max_sentences"):
+        value = sampling.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ValueError(f"{path}: sampling.{key} must be a whole number >= 0, found {json.dumps(value)}")

@@ -144,6 +144,7 @@ class TranslitAlignConfig(FairseqDataclass):
     # fairseq reads these annotations at run time and understands Optional[...], not "X | None"
     restore_file: Optional[str] = II("checkpoint.restore_file")  # noqa: UP045
     finetune_from_model: Optional[str] = II("checkpoint.finetune_from_model")  # noqa: UP045
+    save_dir: Optional[str] = II("checkpoint.save_dir")  # noqa: UP045
 
 
 def _resolved(cfg, key: str) -> str | None:
@@ -266,7 +267,12 @@ class TranslitAlignTask(FairseqTask):
                                     f"part of split {split!r} its language ids, or none")
         arrays = []
         for path in paths:
-            lang = np.load(path)  # kept in its stored (narrow) integer dtype
+            try:
+                lang = np.load(path)  # kept in its stored (narrow) integer dtype; never unpickled
+            except (ValueError, OSError, EOFError) as e:
+                raise TranslitDataError(f"{path}: not a numpy array of language ids ({' '.join(str(e).split())}); "
+                                        "re-run prepare (or encode), or delete it to train without "
+                                        "language ids") from None
             if not np.issubdtype(lang.dtype, np.integer):
                 raise TranslitDataError(f"{path}: language ids must be integers, found dtype {lang.dtype}; re-run "
                                         "prepare")
@@ -304,7 +310,11 @@ class TranslitAlignTask(FairseqTask):
                     break
             dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
         else:  # other fairseq formats (raw, lazy, cached) through fairseq's loader
-            dataset = data_utils.load_indexed_dataset(prefix, self.dictionary, combine=combine)
+            impl = indexed_dataset.infer_dataset_impl(prefix)
+            # fairseq's "cached" reader needs a prefetch() no batch iterator here makes (KeyError: 0); the
+            # "lazy" reader reads the same files item by item
+            dataset = data_utils.load_indexed_dataset(prefix, self.dictionary, combine=combine,
+                                                      dataset_impl="lazy" if impl == "cached" else impl)
             prefixes = [prefix]
         if dataset is None:
             raise MissingDataError(
@@ -451,8 +461,10 @@ class TranslitAlignTask(FairseqTask):
                 f"--tokens-per-sample {self.cfg.tokens_per_sample} exceeds the model's {model_max} positions; "
                 f"pass --tokens-per-sample {model_max} (or less)"
             )
+        self.model_layers = len(model.encoder.sentence_encoder.layers)  # the criterion checks its layer options
         if not from_checkpoint:
-            self.check_start_checkpoint(cfg)
+            self.check_start_checkpoint(cfg, model)
+            self.check_resumed_checkpoint()
         return model
 
     def start_checkpoints(self) -> list[str]:
@@ -464,9 +476,10 @@ class TranslitAlignTask(FairseqTask):
             candidates.append(restore)
         return [c for c in candidates if c]
 
-    def check_start_checkpoint(self, model_cfg=None) -> None:
+    def check_start_checkpoint(self, model_cfg=None, model=None) -> None:
         """Fail early, with both paths named, when the start checkpoint's vocabulary is not the data's, or (given
-        ``model_cfg``, the run's model config) when its architecture differs from the run's."""
+        ``model_cfg``, the run's model config) when its architecture differs from the run's, or (given ``model``,
+        the network the run built) when any of its tensors has another shape (positions, sizes, layers)."""
         data_dict = self.dictionary_path(self.cfg.data.split(":")[0])
         for path in self.start_checkpoints():
             if not os.path.isfile(path):
@@ -493,6 +506,10 @@ class TranslitAlignTask(FairseqTask):
                     "data was binarized with a different vocabulary than the model's; re-run `translit-ppa prepare` "
                     "with this model's dict.txt"
                 )
+            if model is not None:
+                shapes = _checkpoint_shapes(path)
+                if shapes is not None:
+                    check_checkpoint_shapes(path, shapes, model)
             if not os.path.isfile(model_dict):
                 self._check_vocabulary_record(path, data_dict, rows)
 
@@ -535,6 +552,50 @@ class TranslitAlignTask(FairseqTask):
             " nor a conversion.json", rows if rows is not None else "?", data_dict,
             "put the model's dict.txt next to the checkpoint to check it",
         )
+
+    def data_identity(self) -> dict:
+        """What this run trains on, recorded in every checkpoint (``task_state["translit_data"]``): the data-bin's
+        vocabulary and train-split fingerprint (``pairing.json``), and the sentencepiece model of the start model
+        directory (else the one the data records); compared on resume and by the hub."""
+        if getattr(self, "_data_identity", None) is None:
+            self._data_identity = fingerprint.data_identity(self.cfg.data.split(":")[0], self.start_checkpoints(),
+                                                            rows=len(self.dictionary))
+        return self._data_identity
+
+    def state_dict(self) -> dict:
+        return {**(super().state_dict() or {}), fingerprint.IDENTITY_KEY: self.data_identity()}
+
+    def resumed_checkpoint(self) -> str | None:
+        """The run's own ``checkpoint_last.pt`` that fairseq will resume from, if there is one."""
+        save_dir = _resolved(self.cfg, "save_dir")
+        restore = _resolved(self.cfg, "restore_file") or "checkpoint_last.pt"
+        if save_dir is None or restore != "checkpoint_last.pt":
+            return None
+        path = os.path.join(save_dir, restore)
+        return path if os.path.isfile(path) else None
+
+    @clean_exit
+    def check_resumed_checkpoint(self) -> None:
+        """Refuse to resume ``checkpoint_last.pt`` written by a run on another data-bin (another train split or
+        vocabulary): its data position, optimizer state and schedule belong to that data."""
+        path = self.resumed_checkpoint()
+        if path is None:
+            return
+        from translit_plugin.checkpoint_compat import map_checkpoint
+
+        try:
+            recorded = (map_checkpoint(path).get("task_state") or {}).get(fingerprint.IDENTITY_KEY)
+        except Exception as err:  # unreadable here: fairseq reports it when it loads the file
+            logger.debug("could not read %s (%s); skipping the data-bin check", path, err)
+            return
+        differ = fingerprint.identity_differences(recorded, self.data_identity())
+        if differ:
+            raise PairingError(
+                f"{path} was trained on another data-bin ({recorded.get('data')}; {', '.join(differ)} differ from "
+                f"{self.cfg.data}): resuming would continue that run's data order and optimizer on other data; use "
+                f"a new --save-dir (to start from its weights on this data: --finetune-from-model {path} with a new "
+                "--save-dir), or train on the data-bin it was trained on"
+            )
 
     # --------------------------------------------------------------------------------------------------- plumbing
     @property
@@ -653,3 +714,43 @@ def _checkpoint_embedding_rows(path: str) -> int | None:
         return None
     weights = (state.get("model") or {}).get(EMBED_KEY)
     return None if weights is None else int(weights.shape[0])
+
+
+
+def _checkpoint_shapes(path: str) -> dict[str, tuple[int, ...]] | None:
+    """``{name: shape}`` of a fairseq checkpoint's model tensors (memory-mapped, nothing read), or None if
+    unreadable (fairseq reports that when it loads the file)."""
+    from translit_plugin.checkpoint_compat import map_checkpoint
+
+    try:
+        model = map_checkpoint(path).get("model") or {}
+    except Exception as err:
+        logger.debug("could not memory-map %s (%s); skipping the shape check", path, err)
+        return None
+    return {k: tuple(v.shape) for k, v in model.items() if hasattr(v, "shape")}
+
+
+def check_checkpoint_shapes(path: str, checkpoint: dict, model) -> None:
+    """Every tensor ``checkpoint`` (``{name: tensor or shape}``) shares with ``model`` must have its shape; else one
+    line naming the flag to set (``--max-positions`` for the position table) before fairseq fails to load it."""
+    from translit_plugin.models.arch_flags import POSITIONS_KEY
+
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    theirs = {k: tuple(getattr(v, "shape", v)) for k, v in checkpoint.items()}
+    differ = sorted(k for k in theirs.keys() & ours.keys() if theirs[k] != ours[k])
+    if not differ:
+        return
+    if POSITIONS_KEY in differ:
+        pad = getattr(model.encoder.sentence_encoder.embed_tokens, "padding_idx", 1)
+        offset = pad + 1  # learned positions start after the padding id: 514 rows = 512 positions
+        have, build = theirs[POSITIONS_KEY][0] - offset, ours[POSITIONS_KEY][0] - offset
+        raise TranslitDataError(
+            f"{path} has {have} positions ({theirs[POSITIONS_KEY][0]} rows of {POSITIONS_KEY}) but this run builds "
+            f"{build}: add --max-positions {have} (--tokens-per-sample may stay at or below {have})"
+        )
+    shown = "; ".join(f"{k} {list(theirs[k])} (this run: {list(ours[k])})" for k in differ[:3])
+    raise TranslitDataError(
+        f"{path} is a different network than this run builds ({len(differ)} tensors differ: {shown}"
+        f"{' ...' if len(differ) > 3 else ''}); add the flags `python -m translit_plugin.models.arch_flags {path}` "
+        "prints"
+    )

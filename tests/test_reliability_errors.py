@@ -329,3 +329,19 @@ def test_group_file_with_wrong_types_is_one_line_error(tmp_path, capsys, content
     with pytest.raises(ValueError, match=pattern) as info:
         load_group(path)
     assert str(path) in str(info.value) and re.search(pattern, str(info.value))
+
+
+def test_write_helpers_name_the_file_a_full_disk_stopped(tmp_path):
+    """A write() that fails with ENOSPC names no file; the shared atomic-write helpers add the target's path and
+    leave no temporary file behind."""
+    from translit_plugin.core.files import write_lines
+
+    def lines():
+        yield "one"
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    target = tmp_path / "out" / "train.txt"
+    with pytest.raises(OSError) as info:
+        write_lines(target, lines())
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)
+    assert not target.exists() and list(target.parent.iterdir()) == []

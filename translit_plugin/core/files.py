@@ -3,9 +3,10 @@ to this process, then ``os.replace``d over the target)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,26 @@ def tmp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
 
 
+@contextlib.contextmanager
+def _writing(path: Path, tmp: Path) -> Iterator[None]:
+    """Around an atomic write: on any error remove ``tmp``; an ``OSError`` that names no file (a ``write()`` on a
+    full disk) is raised again naming ``path``, so the one-line error says which file could not be written."""
+    try:
+        yield
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(e, OSError) and e.filename is None and e.errno is not None:
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
+
+
 def write_lines(path: Path, lines: Iterable[str]) -> int:
     """Atomically write ``lines`` (each must be single-line) with ``\\n`` ends; return the count."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_path(path)
     n = 0
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+    with _writing(path, tmp), open(tmp, "w", encoding="utf-8", newline="\n") as f:
         for line in lines:
             f.write(line)
             f.write("\n")
@@ -33,7 +48,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8, ``\\n`` line ends as given) to ``path`` atomically."""
     path = Path(path)
     tmp = tmp_path(path)
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+    with _writing(path, tmp), open(tmp, "w", encoding="utf-8", newline="\n") as f:
         f.write(text)
     os.replace(tmp, path)
 

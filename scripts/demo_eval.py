@@ -1,18 +1,26 @@
 #!/usr/bin/env python3
-"""Demo evaluation: retrieval on the held-apart Chromium dev set, before and after post-training.
+"""Demo evaluation: retrieval before and after post-training, in two views, on two held-apart sets.
 
-Inputs: the start model directory (``translit-ppa convert`` output), the post-trained model (a checkpoint, with the
-model directory whose ``dict.txt`` / sentencepiece model it was trained with, or an untrimmed model directory), the dev
-set (``examples/data/dev/{lang}.txt``, line i parallel across languages).  Per non-English language, cosine
-similarity of mean-pooled layer-``--layer`` states (the paper's protocol), top-1 / top-10 accuracy:
+**Views** (how the sentence vectors are read; every table names its view):
+
+* ``use``: where the model's users read it, from its ``use.json`` (multilingual-e5: the last layer, mean pooling over
+  every token, ``"query: "`` in front of both sides, as its model card and sentence-transformers configuration say);
+* ``probe``: the paper's probe (layer 8, mean pooling with ``<s>``/``</s>``, no prompt).
+
+**Sets**: ``dev`` (``examples/data/dev``: 500 Chromium strings held apart from the training corpus by message id,
+line i of every file is the same message) and ``heldout`` (``examples/data/heldout``: UI strings of other
+applications' gettext catalogues, another source than the training corpus, with Burmese, a language the training
+never saw; never used to choose settings).
+
+**Metrics** per non-English language, top-1 (and top-10) accuracy of cosine nearest neighbours:
 
 * ``orig2eng`` / ``eng2orig``: the sentence in its own script finds its English translation (and back): what a good
   multilingual encoder already does and post-training must keep;
-* ``latn2eng`` / ``eng2latn``: the uroman romanisation of the sentence finds the English translation (and back): the
-  script barrier this method removes;
-* ``orig2latn``: the sentence finds its own romanisation among all of that language's romanisations (what SEQ trains).
+* ``uroman2eng`` / ``eng2uroman``: its uroman romanisation (the training's scheme) finds the English translation;
+* ``anyascii2eng``: its romanisation by another scheme the training never used (``anyascii``, Unicode -> ASCII);
+* ``orig2uroman``: the sentence finds its own romanisation among that language's romanisations.
 
-Outputs: a table on stdout, ``OUT/demo_results.json`` and ``OUT/demo_retrieval.png``.
+Outputs: tables on stdout, ``OUT/demo_results.json`` and ``OUT/demo_retrieval.png``.
 """
 
 from __future__ import annotations
@@ -28,7 +36,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 logger = logging.getLogger("demo_eval")
-METRICS = ("orig2eng", "eng2orig", "latn2eng", "eng2latn", "orig2latn")
+ENGLISH = "eng_Latn"
+VIEWS = ("use", "probe")
+ROMANISATIONS = ("uroman", "anyascii")
+METRICS = ("orig2eng", "eng2orig", "uroman2eng", "eng2uroman", "anyascii2eng", "orig2uroman")
+TABLE_COLS = (("orig2eng_top1", "orig->eng"), ("uroman2eng_top1", "uroman->eng"),
+              ("anyascii2eng_top1", "anyascii->eng"))
+_LANG = re.compile(r"[a-z]{3}_[A-Z][a-z]{3}")
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -39,8 +53,49 @@ def _read_lines(path: Path) -> list[str]:
     return lines
 
 
+def read_dev(dev: Path, n: int) -> dict[str, tuple[list[str], list[str]]]:
+    """``{lang: (sentences, English translations)}`` from line-parallel ``{lang}.txt`` files."""
+    langs = sorted(f.stem for f in dev.glob("*.txt") if _LANG.fullmatch(f.stem))
+    if ENGLISH not in langs:
+        raise SystemExit(f"{dev}: {ENGLISH}.txt missing")
+    text = {lang: _read_lines(dev / f"{lang}.txt")[:n] for lang in langs}
+    m = min(len(v) for v in text.values())
+    return {lang: (text[lang][:m], text[ENGLISH][:m]) for lang in langs if lang != ENGLISH}
+
+
+def read_heldout(root: Path, n: int, prefix: str = "gettext") -> dict[str, tuple[list[str], list[str]]]:
+    """``{lang: (sentences, English translations)}`` from ``{prefix}.{L}-eng_Latn.{L}`` / ``.eng_Latn`` pairs."""
+    out = {}
+    for f in sorted(root.glob(f"{prefix}.*-{ENGLISH}.{ENGLISH}")):
+        lang = f.name[len(prefix) + 1 : -len(f"-{ENGLISH}.{ENGLISH}")]
+        if not _LANG.fullmatch(lang) or lang == ENGLISH:
+            continue
+        native = _read_lines(root / f"{prefix}.{lang}-{ENGLISH}.{lang}")[:n]
+        eng = _read_lines(f)[:n]
+        if len(native) != len(eng):
+            raise SystemExit(f"{f}: {len(eng)} lines but its {lang} side has {len(native)}")
+        out[lang] = (native, eng)
+    if not out:
+        raise SystemExit(f"{root}: no {prefix}.L-{ENGLISH}.L files")
+    return out
+
+
+def romanise(data: dict[str, tuple[list[str], list[str]]]) -> dict[str, dict[str, list[str]]]:
+    """``{scheme: {lang: romanised sentences}}`` for uroman (the training's scheme) and anyascii (never trained on)."""
+    from anyascii import anyascii
+
+    from translit_plugin.transliterate import Transliterator, uroman_code
+
+    translit = Transliterator()
+    out: dict[str, dict[str, list[str]]] = {"uroman": {}, "anyascii": {}}
+    for lang, (native, _) in data.items():
+        out["uroman"][lang] = [translit.transliterate(s, uroman_code(lang)) for s in native]
+        out["anyascii"][lang] = [anyascii(s) for s in native]
+    return out
+
+
 def _load(spec: Path, assets: Path | None):
-    """A model directory (model.pt + its dict/spm) or a checkpoint file trained on ``assets``' vocabulary."""
+    """A model directory (model.pt + its dict/spm/use.json) or a checkpoint trained on ``assets``' vocabulary."""
     from translit_plugin.hub import from_pretrained
 
     if spec.is_dir():
@@ -50,21 +105,104 @@ def _load(spec: Path, assets: Path | None):
                            dictionary=assets / "dict.txt")  # fmt: skip
 
 
-def evaluate(hub, text: dict, latn: dict, layer: int) -> dict:
+def evaluate_view(hub, data: dict, roman: dict, view: str) -> dict:
+    """Top-1/top-10 of every metric for every language of one set, the vectors read in ``view``."""
     from translit_plugin.evaluation.retrieval import topk_accuracy
 
-    emb = {lang: hub.embed(text[lang], layer=layer) for lang in text}
-    emb_l = {lang: hub.embed(latn[lang], layer=layer) for lang in latn}
-    out: dict = {"layer": layer}
-    eng = emb["eng_Latn"]
-    for lang in latn:
-        pairs = {"orig2eng": (emb[lang], eng), "eng2orig": (eng, emb[lang]), "latn2eng": (emb_l[lang], eng),
-                 "eng2latn": (eng, emb_l[lang]), "orig2latn": (emb[lang], emb_l[lang])}  # fmt: skip
-        out[lang] = {}
+    cache: dict[tuple, object] = {}
+
+    def emb(key: tuple, lines: list[str]):
+        if key not in cache:
+            cache[key] = hub.embed(lines, view=view, progress=False)
+        return cache[key]
+
+    out: dict = {}
+    for lang, (native, eng) in data.items():
+        e = emb(("eng", tuple(eng)), eng)
+        o = emb(("orig", lang), native)
+        u = emb(("uroman", lang), roman["uroman"][lang])
+        a = emb(("anyascii", lang), roman["anyascii"][lang])
+        pairs = {"orig2eng": (o, e), "eng2orig": (e, o), "uroman2eng": (u, e), "eng2uroman": (e, u),
+                 "anyascii2eng": (a, e), "orig2uroman": (o, u)}  # fmt: skip
+        out[lang] = {"sentences": len(native)}
         for name, (q, d) in pairs.items():
             acc = topk_accuracy(q, d, ks=(1, 10))
             out[lang][f"{name}_top1"], out[lang][f"{name}_top10"] = acc["top1"], acc["top10"]
     return out
+
+
+def summarise(results: dict, sets: list[str]) -> dict:
+    """Averages over the non-Latin languages (and all languages) per set, view and model, with romanised/native."""
+    summary: dict = {}
+    for set_name in sets:
+        for view in VIEWS:
+            langs = list(results["start"][set_name][view])
+            groups = {"Avg non-Latin": [lg for lg in langs if not lg.endswith("_Latn")], "Average": langs}
+            for label, group in groups.items():
+                row = summary.setdefault(set_name, {}).setdefault(view, {}).setdefault(label, {})
+                for metric in (m + "_top1" for m in METRICS):
+                    row[metric] = {m: sum(100 * results[m][set_name][view][lg][metric] for lg in group) / len(group)
+                                   for m in ("start", "aligned")}  # fmt: skip
+                for scheme in ROMANISATIONS:
+                    row[f"{scheme}_over_native"] = {m: row[f"{scheme}2eng_top1"][m] / max(row["orig2eng_top1"][m], 1e-9)
+                                                    for m in ("start", "aligned")}  # fmt: skip
+    return summary
+
+
+def table(results: dict, summary: dict, set_name: str, describe: dict[str, str]) -> str:
+    """Per-language rows; for each view, start -> aligned of orig/uroman/anyascii -> English (top-1 %)."""
+    langs = list(results["start"][set_name]["use"])
+    head1 = f"{'':<14}" + "".join(f"| {'view ' + v + ': ' + describe[v]:<71}" for v in VIEWS)
+    head2 = f"{'language':<14}" + "".join("| " + "".join(f"{c:>23}" for _, c in TABLE_COLS) + "  " for _ in VIEWS)
+    lines = [head1, head2, "-" * len(head2)]
+
+    def cell(pair: tuple[float, float]) -> str:
+        return f"{pair[0]:>8.1f} -> {pair[1]:>5.1f} ({pair[1] - pair[0]:+5.1f})"
+
+    for lang in langs:
+        row = f"{lang:<14}"
+        for view in VIEWS:
+            r = {m: results[m][set_name][view][lang] for m in ("start", "aligned")}
+            row += "| " + "".join(cell((100 * r["start"][c], 100 * r["aligned"][c])) for c, _ in TABLE_COLS) + "  "
+        lines.append(row)
+    for label in ("Avg non-Latin", "Average"):
+        row = f"{label:<14}"
+        for view in VIEWS:
+            s = summary[set_name][view][label]
+            row += "| " + "".join(cell((s[c]["start"], s[c]["aligned"])) for c, _ in TABLE_COLS) + "  "
+        lines.append(row)
+    row = f"{'roman/native':<14}"
+    for view in VIEWS:
+        s = summary[set_name][view]["Avg non-Latin"]
+        ratios = (s[f"{k}_over_native"] for k in ROMANISATIONS)
+        row += "| " + " " * 23 + "".join(f"{r['start']:>14.2f} -> {r['aligned']:>5.2f} " for r in ratios) + "  "
+    lines.append(row)
+    return "\n".join(lines)
+
+
+def plot(results: dict, summary: dict, sets: list[str], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(sets), len(VIEWS), figsize=(14, 4.2 * len(sets)), squeeze=False)
+    cols = [c for c, _ in TABLE_COLS]
+    for i, set_name in enumerate(sets):
+        for j, view in enumerate(VIEWS):
+            ax = axes[i][j]
+            s = summary[set_name][view]["Avg non-Latin"]
+            x = range(len(cols))
+            for off, name, color in ((-0.2, "start", "#999999"), (0.2, "aligned", "#1f77b4")):
+                ax.bar([k + off for k in x], [s[c][name] for c in cols], width=0.4, label=name, color=color)
+            ax.set_xticks(list(x), [label for _, label in TABLE_COLS])
+            ax.set_ylim(0, 100)
+            ax.set_title(f"{set_name}, view '{view}': top-1 %, avg of non-Latin languages")
+            if j == 0:
+                ax.set_ylabel("accuracy (%)")
+    axes[0][0].legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,87 +214,50 @@ def main(argv: list[str] | None = None) -> int:
                    help="model directory whose dict.txt + sentencepiece model a checkpoint was trained with "
                    "(default: --start)")  # fmt: skip
     p.add_argument("--dev", type=Path, default=REPO / "examples" / "data" / "dev")
+    p.add_argument("--heldout", default=str(REPO / "examples" / "data" / "heldout"),
+                   help="second set (gettext.L-eng_Latn.L files); '' to skip")  # fmt: skip
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--layer", type=int, default=None, help="hidden layer (default: 8, or the middle + 1 of a model "
-                   "with fewer than 12 layers)")  # fmt: skip
-    p.add_argument("--max-sentences", type=int, default=500)
+    p.add_argument("--max-sentences", type=int, default=500, help="per language and set")
     p.add_argument("--skip-start", type=Path, default=None, help="reuse the start model's results from this JSON")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
 
     import torch
 
-    from translit_plugin.transliterate import Transliterator, uroman_code
-
     torch.manual_seed(0)
-    langs = sorted(f.stem for f in args.dev.glob("*.txt") if re.fullmatch(r"[a-z]{3}_[A-Z][a-z]{3}", f.stem))
-    if "eng_Latn" not in langs:
-        raise SystemExit(f"{args.dev}: eng_Latn.txt missing")
-    text = {lang: _read_lines(args.dev / f"{lang}.txt")[: args.max_sentences] for lang in langs}
-    n = min(len(v) for v in text.values())
-    text = {k: v[:n] for k, v in text.items()}
-    translit = Transliterator()
-    latn = {lang: [translit.transliterate(s, uroman_code(lang)) for s in text[lang]] for lang in langs
-            if lang != "eng_Latn"}  # fmt: skip
+    sets = {"dev": read_dev(args.dev, args.max_sentences)}
+    if args.heldout:
+        sets["heldout"] = read_heldout(Path(args.heldout), args.max_sentences)
+    roman = {name: romanise(data) for name, data in sets.items()}
 
     results: dict = {}
+    describe: dict[str, str] = {}
+    previous = json.loads(args.skip_start.read_text()) if args.skip_start else None
     for name, spec, assets in (("start", args.start, None), ("aligned", args.checkpoint, args.assets or args.start)):
-        if name == "start" and args.skip_start:
-            results["start"] = json.loads(args.skip_start.read_text())["results"]["start"]
+        if name == "start" and previous is not None:
+            results["start"] = previous["results"]["start"]
             continue
         hub = _load(spec, assets)
-        layer = args.layer if args.layer is not None else (8 if hub.num_layers >= 12 else hub.num_layers // 2 + 1)
-        results[name] = evaluate(hub, text, latn, layer)
+        describe = {view: hub.view(view).describe(hub.num_layers) for view in VIEWS}
+        results[name] = {set_name: {view: evaluate_view(hub, data, roman[set_name], view) for view in VIEWS}
+                         for set_name, data in sets.items()}  # fmt: skip
+        logger.info("%s evaluated (%s)", name, "; ".join(f"{v}: {d}" for v, d in describe.items()))
         del hub
+    if previous is not None and previous.get("views") and previous["views"] != describe:
+        raise SystemExit(f"--skip-start was read in other views ({previous['views']}) than this model ({describe})")
 
-    targets = list(latn)
-    cols = ("orig2eng_top1", "latn2eng_top1", "eng2latn_top1", "orig2latn_top1")
-    header = f"{'language':<14}" + "".join(f"{c + ' start->aligned':>30}" for c in cols)
-    lines = [f"Retrieval on {n} held-apart dev sentences per language (layer {results['start']['layer']}, "
-             "mean pooling, cosine; top-1 accuracy, %):", header, "-" * len(header)]  # fmt: skip
-    for lang in targets:
-        row = f"{lang:<14}"
-        for c in cols:
-            row += f"{100 * results['start'][lang][c]:>18.1f} -> {100 * results['aligned'][lang][c]:>6.1f}  "
-        lines.append(row)
-    # Latin-script languages are kept apart: their "transliteration" is nearly the text itself.
-    non_latin = [t for t in targets if not t.endswith("_Latn")]
-    summary = {}
-    for label, group in (("Avg non-Latin", non_latin), ("Average", targets)):
-        row = f"{label:<14}"
-        summary[label] = {}
-        for c in cols:
-            a, b = (sum(100 * results[m][t][c] for t in group) / len(group) for m in ("start", "aligned"))
-            summary[label][c] = {"start": a, "aligned": b}
-            row += f"{a:>18.1f} -> {b:>6.1f}  "
-        lines.append(row)
-    print("\n".join(lines))
+    summary = summarise(results, list(sets))
+    for set_name, data in sets.items():
+        n = min(len(v[0]) for v in data.values())
+        print(f"\n{set_name}: retrieval of English translations (top-1 %, start -> aligned, change), "
+              f"{n}-{max(len(v[0]) for v in data.values())} sentences per language")  # fmt: skip
+        print(table(results, summary, set_name, describe))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "demo_results.json").write_text(
-        json.dumps({"sentences": n, "results": results, "summary": summary}, indent=2) + "\n"
+        json.dumps({"views": describe, "sets": {k: {lg: len(v[0]) for lg, v in d.items()} for k, d in sets.items()},
+                    "results": results, "summary": summary}, indent=1) + "\n"  # fmt: skip
     )
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = (("orig2eng_top1", "original -> English"), ("latn2eng_top1", "uroman -> English"),
-              ("orig2latn_top1", "original -> its uroman"))  # fmt: skip
-    fig, axes = plt.subplots(1, len(panels), figsize=(15, 4.2), sharey=True)
-    x = range(len(targets))
-    for ax, (c, title) in zip(axes, panels):
-        for off, name, color in ((-0.2, "start", "#999999"), (0.2, "aligned", "#1f77b4")):
-            ax.bar([i + off for i in x], [100 * results[name][t][c] for t in targets], width=0.4, label=name,
-                   color=color)  # fmt: skip
-        ax.set_xticks(list(x), targets, rotation=45, ha="right")
-        ax.set_title(f"{title}, top-1")
-        ax.set_ylim(0, 100)
-    axes[0].set_ylabel("accuracy (%)")
-    axes[0].legend()
-    fig.suptitle(f"Demo: retrieval on {n} held-apart Chromium strings, before and after post-training")
-    fig.tight_layout()
-    fig.savefig(args.out / "demo_retrieval.png", dpi=110)
+    plot(results, summary, list(sets), args.out / "demo_retrieval.png")
     print(f"\nwrote {args.out / 'demo_results.json'} and {args.out / 'demo_retrieval.png'}")
     return 0
 

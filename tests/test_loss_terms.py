@@ -157,7 +157,7 @@ def test_the_criterion_flags_are_the_units_options_with_the_old_defaults():
     old = {  # the criterion's flags before the units (less --encoder-batching; --seq-pooling mean renamed)
         "mlm_orig_weight": 1.0, "mlm_latn_weight": 1.0, "seq_weight": 1.0, "tlm_weight": 1.0, "seq_layer": 8,
         "seq_pooling": MEAN_NO_SPECIAL, "seq_similarity": "dot", "seq_temperature": 1.0, "seq_negatives": "all",
-        "seq_gather": "exact", "anchor_weight": 0.0, "anchor_teacher": None, "anchor_layer": 8,
+        "seq_gather": "exact", "anchor_weight": 0.0, "anchor_teacher": None, "anchor_layer": "8", "anchor_prompt": "",
         "anchor_pooling": MEAN_WITH_SPECIAL, "anchor_loss": "infonce", "anchor_temperature": 0.05,
         "anchor_sides": "both", "anchor_input": "clean", "encoder_chunk_tokens": 0, "anchor_teacher_cache": False,
     }  # fmt: skip

@@ -26,6 +26,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replace an existing output directory")
     parser.add_argument("--no-parity-check", action="store_true", help="skip running HF and fairseq side by side")
     parser.add_argument("--seed", type=int, default=0, help="seed for a new LM head (bare encoders only)")
+    use = parser.add_argument_group(
+        "use setting (use.json: where the model's users read it; default: the source's sentence-transformers "
+        "configuration or a known embedding family such as e5, else the paper's probe: layer 8, no prompt)"
+    )
+    use.add_argument("--use-layer", default=None, help="'last' or a layer index")
+    use.add_argument("--use-pooling", default=None, choices=("mean_with_special", "mean_no_special", "cls"))
+    use.add_argument("--use-prompt", action="append", default=None, metavar="NAME=TEXT",
+                     help="a prompt put in front of sentences, e.g. 'query=query: ' (repeatable)")
+    use.add_argument("--use-default-prompt", default=None, metavar="NAME",
+                     help="the prompt used when none is asked for ('' = none)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,10 +49,24 @@ def run(args: argparse.Namespace) -> int:
     try:
         out = convert_hf_to_fairseq(
             args.source, args.output, force=args.force, arch=args.arch,
-            check_parity=not args.no_parity_check, seed=args.seed,
+            check_parity=not args.no_parity_check, seed=args.seed, use_overrides=use_overrides(args),
         )  # fmt: skip
     except ConversionError as e:
         e.exit_code = 3 if "parity check" in str(e) or "differs from the HF tokenizer" in str(e) else 2  # a check
         raise
     print(f"wrote {out}")
     return 0
+
+
+def use_overrides(args: argparse.Namespace) -> dict:
+    """The ``--use-*`` flags as :func:`translit_plugin.core.use_settings.setting_with` keywords."""
+    prompts = None
+    if args.use_prompt:
+        prompts = {}
+        for item in args.use_prompt:
+            name, sep, text = item.partition("=")
+            if not sep or not name:
+                raise SystemExit(f"--use-prompt {item!r}: expected NAME=TEXT, e.g. 'query=query: '")
+            prompts[name] = text
+    return {"layer": args.use_layer, "pooling": args.use_pooling, "prompts": prompts,
+            "default_prompt": args.use_default_prompt}  # fmt: skip

@@ -72,19 +72,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_embedding_arguments(parser: argparse._ActionsContainer) -> None:
-    """``--layer``, ``--pooling`` (the retrieval protocol's defaults) and ``--embed-batch-size``."""
+    """``--view``, ``--layer``, ``--pooling``, ``--prompt-name`` and ``--embed-batch-size``."""
     from translit_plugin.cli.argtypes import NONNEG, POSITIVE
-    from translit_plugin.core.names import CLS, DEFAULT_LAYER, MEAN_WITH_SPECIAL
+    from translit_plugin.core.names import CLS, MEAN_WITH_SPECIAL
 
-    parser.add_argument("--layer", type=NONNEG, default=DEFAULT_LAYER,
-                        help="hidden layer (0 = embeddings) (default: %(default)s)")
-    parser.add_argument("--pooling", choices=(MEAN_WITH_SPECIAL, CLS, "mean"), default=MEAN_WITH_SPECIAL,
+    parser.add_argument("--view", choices=("use", "probe"), default="use",
+                        help="where sentence vectors are read: 'use' = the model's use setting (use.json, recorded "
+                             "at conversion: multilingual-e5 is read at its last layer with the 'query: ' prompt; a "
+                             "model without one is read like the probe), 'probe' = the paper's (layer 8, mean over "
+                             "every token, no prompt) (default: %(default)s)")
+    parser.add_argument("--layer", type=NONNEG, default=None,
+                        help="hidden layer (0 = embeddings), overriding the view's")
+    parser.add_argument("--pooling", choices=(MEAN_WITH_SPECIAL, CLS, "mean"), default=None,
                         help="mean over every token including <s> and </s>, or the <s> vector ('mean': deprecated "
-                             "name of mean_with_special) (default: %(default)s)")
+                             "name of mean_with_special), overriding the view's")
+    parser.add_argument("--prompt-name", default=None,
+                        help="one of the model's prompts (e5: query, passage) put in front of every sentence; '' = "
+                             "none (default: the view's: the model's default prompt in 'use', none in 'probe')")
     parser.add_argument("--embed-batch-size", type=POSITIVE, default=128, help="(default: %(default)s)")
 
 
-def pooling_choice(name: str) -> str:
+def pooling_choice(name: str | None) -> str | None:
     """The ``--pooling`` value under its current name (``mean`` is translated, with a warning)."""
     from translit_plugin.hub.encoding import DEPRECATED_POOLINGS
 
@@ -114,7 +122,8 @@ def build_options(args: argparse.Namespace):
         )
     return EvalOptions(
         task=task, data_dir=args.data_dir, sources=list(args.sources), targets=targets,
-        seeds=list(args.seeds), prefix=args.prefix, layer=args.layer, pooling=pooling_choice(args.pooling),
+        seeds=list(args.seeds), prefix=args.prefix, view=args.view, layer=args.layer,
+        pooling=pooling_choice(args.pooling), prompt_name=args.prompt_name,
         embed_batch_size=args.embed_batch_size, embed_max_length=args.embed_max_length, finetune=finetune,
         select_metric=args.select_metric, max_train_examples=args.max_train_examples,
         max_eval_examples=args.max_eval_examples, device=args.device or default_device(),

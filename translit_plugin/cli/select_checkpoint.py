@@ -2,7 +2,8 @@
 
 Inputs: the training run directory (its ``checkpoint*.pt``) and a Tatoeba directory (``tatoeba.{L}-eng_Latn.{L}`` /
 ``.eng_Latn``). Scores each checkpoint by the mean over target languages of top-10 accuracy of target-language
-queries against English candidates (layer 8, mean_with_special pooling), caching per checkpoint in
+queries against English candidates (where the model is read: its use.json, else the paper's layer 8, mean pooling;
+``--view probe`` for the paper's view), caching per checkpoint in
 ``RUN_DIR/select_checkpoint_cache.json``. Prints the table and writes ``--output`` (default
 ``RUN_DIR/selected_checkpoint.json``) naming the best checkpoint.
 """
@@ -60,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     check_file_output(args.cache or args.run_dir / CACHE_NAME, inputs, "--cache", lambda p: _json_with(p, None),
                       "a select-checkpoint score cache (delete it to start afresh)", allow_inside=False)
     opts = EvalOptions(task="tatoeba", data_dir=args.data_dir, targets=args.targets, prefix=args.prefix,
-                       layer=args.layer, pooling=pooling_choice(args.pooling), embed_batch_size=args.embed_batch_size,
+                       view=args.view, layer=args.layer, pooling=pooling_choice(args.pooling),
+                       prompt_name=args.prompt_name, embed_batch_size=args.embed_batch_size,
                        max_eval_examples=args.max_eval_examples, device=args.device or default_device(),
                        progress=not args.no_progress)
     sel = select_checkpoint(args.run_dir, opts, model_dir=args.model_dir, cache_path=args.cache,

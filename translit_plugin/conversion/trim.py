@@ -55,6 +55,7 @@ from translit_plugin.core.safe_output import (
     check_replaceable_dir,
     staged_dir,
 )
+from translit_plugin.core.use_settings import USE_FILE, read_use_setting
 from translit_plugin.vocab import NUM_SPECIALS, SPM_FIRST_PIECE, expected_vocab_size, load_spm, write_fairseq_dict
 
 from . import stamp
@@ -355,6 +356,7 @@ def trim_model_dir(
                        "transliterations are among the corpora; pass the prepare output directory (or the "
                        "transliterated text) too, or prepare/training will segment the Latin side differently")
     used, n_lines = _used_pieces(full, sources)
+    prompt_pieces = _keep_prompt_pieces(full, used)
     keep = kept_spm_ids(full.proto, used)
     kept_ids = _kept_fairseq_ids(keep, full.n_rows)
     new_ckpt = _trimmed_checkpoint(full, kept_ids)
@@ -381,6 +383,9 @@ def trim_model_dir(
             "kept_ids": kept_ids.tolist(),
             **stamp(),
         }
+        if prompt_pieces is not None:
+            record["prompt_pieces_kept"] = prompt_pieces
+            shutil.copyfile(model_dir / USE_FILE, tmp / USE_FILE)
         _write_trim_record(tmp / TRIM_RECORD, record)
     logger.info("trimmed %s -> %s: %d -> %d rows", model_dir, out_dir, full.n_rows, len(kept_ids))
     return record
@@ -419,6 +424,20 @@ def _used_pieces(full: _FullModel, sources: list[tuple[str, Path]]) -> tuple[np.
     logger.info("corpus: %d lines from %d sources use %d of %d pieces (%.1fs)", n_lines, len(sources),
                 int(used.sum()), n_spm, time.time() - t0)
     return used, n_lines
+
+
+def _keep_prompt_pieces(full: _FullModel, used: np.ndarray) -> int | None:
+    """Mark the pieces of the model's use-setting prompts (``use.json``) as used, so the trimmed model reads its
+    prompts as the full one does; the number of prompt pieces, or None without ``use.json``."""
+    setting = read_use_setting(full.dir)
+    if setting is None:
+        return None
+    n = 0
+    for text in setting.prompts.values():
+        ids = full.sp.EncodeAsIds(text)
+        used[ids] = True
+        n += len(ids)
+    return n
 
 
 def _kept_fairseq_ids(keep: np.ndarray, n_rows: int) -> np.ndarray:
@@ -580,6 +599,8 @@ def untrim(
         torch.save(new_ckpt, tmp / "model.pt")
         shutil.copyfile(full_dir / "sentencepiece.bpe.model", tmp / "sentencepiece.bpe.model")
         shutil.copyfile(full_dir / "dict.txt", tmp / "dict.txt")
+        if (full_dir / USE_FILE).is_file():  # the trained model is read where the start model is
+            shutil.copyfile(full_dir / USE_FILE, tmp / USE_FILE)
         out_record = {
             "format": 1,
             "trained_checkpoint": str(ckpt.resolve()),

@@ -61,14 +61,20 @@ class EncoderPasses:
                 vectors_out[n] = {key: r.pool(inner, tokens, self.specials) for key, r in need.vectors.items()}
         return mlm_out, vectors_out
 
-    def sentence_vectors(self, model, tokens: Tensor, request: VectorRequest) -> Tensor:
+    def sentence_vectors(self, model, tokens: Tensor, request: VectorRequest | tuple[VectorRequest, ...]):
         """``B x C`` float32 vectors of ``tokens`` (``B x T``) as ``request`` says, the encoder stopping at its
-        layer (an extra pass, e.g. of clean inputs or of a teacher); chunked like every pass."""
+        layer (an extra pass, e.g. of clean inputs or of a teacher); chunked like every pass.  Given a tuple of
+        requests: one pass up to the deepest of their layers, and the list of their vectors."""
+        requests = request if isinstance(request, tuple) else (request,)
         if self.chunk_tokens <= 0 or tokens.shape[0] < 2:
-            _, extra = model(tokens, features_only=True, return_all_hiddens=True, max_layer=request.layer)
-            return request.pool(extra["inner_states"], tokens, self.specials)
-        _, vectors = self._chunked_stream(model, {"src_tokens": tokens}, False, {"v": request})
-        return vectors["v"]
+            deepest = max(r.layer for r in requests)
+            _, extra = model(tokens, features_only=True, return_all_hiddens=True, max_layer=deepest)
+            out = [r.pool(extra["inner_states"], tokens, self.specials) for r in requests]
+        else:
+            keyed = {f"v{i}": r for i, r in enumerate(requests)}
+            _, vectors = self._chunked_stream(model, {"src_tokens": tokens}, False, keyed)
+            out = [vectors[k] for k in keyed]
+        return out if isinstance(request, tuple) else out[0]
 
     def _pass(self, model, stream: dict, mlm: bool, need_hidden: bool, max_layer: int | None):
         """One padded pass -> ``(M x V logits over the selected positions or None, inner states or None)``; a pass

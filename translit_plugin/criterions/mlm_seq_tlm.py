@@ -104,7 +104,8 @@ class MlmSeqTlmCriterion(FairseqCriterion):
             raise ValueError("all loss weights are 0: nothing to train")
         # the terms are plain objects in a plain list, so what they hold (the anchored term's teacher) stays out of
         # the module tree: not trained, not checkpointed, not moved or cast by fairseq, not wrapped by DDP
-        setup = TermSetup(self.specials, load_model=self._load_teacher)
+        setup = TermSetup(self.specials, load_model=self._load_teacher, teacher_dir=self._teacher_dir,
+                          tokenize=self._tokenize)  # fmt: skip
         self.terms = [t for t in (cls(self.cfg, setup) for cls in TERMS) if t.weight > 0]
         self.needs = merge_needs(self.terms)
 
@@ -116,6 +117,31 @@ class MlmSeqTlmCriterion(FairseqCriterion):
 
     def _load_teacher(self, path: str | None):
         """The anchored term's teacher: ``path`` or, by default, the run's start checkpoint."""
+        return load_teacher(self._teacher_path(path), self.task)
+
+    def _teacher_dir(self, path: str | None) -> str:
+        """The model directory of the teacher checkpoint (its ``use.json`` and tokenizer)."""
+        return os.path.dirname(os.path.abspath(self._teacher_path(path)))
+
+    def _tokenize(self, text: str, path: str | None) -> list[int]:
+        """The data dictionary's ids of ``text``'s sentencepiece pieces (no ``<s>``/``</s>``), by the sentencepiece
+        model of the teacher's directory (the model the data was binarized with)."""
+        from translit_plugin.vocab import build_id_map, encode_ids, load_spm
+
+        spm_path = os.path.join(self._teacher_dir(path), "sentencepiece.bpe.model")
+        if not os.path.isfile(spm_path):
+            raise FileNotFoundError(f"--anchor-prompt: no sentencepiece model at {spm_path} (the teacher's directory)")
+        sp = load_spm(spm_path)
+        d = self.task.source_dictionary
+        ids = encode_ids(sp, build_id_map(sp, d), text)
+        inner = [int(i) for i in ids[1:-1]]
+        if d.unk() in inner:
+            pieces = sp.EncodeAsPieces(text)
+            raise ValueError(f"--anchor-prompt {text!r}: pieces {pieces} are not all in the data's dictionary; trim "
+                             "the vocabulary with the model's use.json present (trim-vocab keeps its prompts)")
+        return inner
+
+    def _teacher_path(self, path: str | None) -> str:
         if not path:
             starts = [p for p in getattr(self.task, "start_checkpoints", list)() if os.path.isfile(p)]
             path = starts[0] if starts else None
@@ -124,7 +150,7 @@ class MlmSeqTlmCriterion(FairseqCriterion):
                 "--anchor-weight > 0 needs a teacher: pass --anchor-teacher MODEL_DIR/model.pt (the start model) "
                 "or start with --finetune-from-model"
             )
-        return load_teacher(path, self.task)
+        return path
 
     def _workers(self) -> Workers:
         """This step's data parallelism (one worker when not distributed)."""

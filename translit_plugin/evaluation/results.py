@@ -34,6 +34,45 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
 
 
+_HASHES: dict[tuple, str] = {}
+
+
+def _file_sha256(path: Path) -> str:
+    """sha256 of a file, remembered for this process by (path, size, mtime)."""
+    from translit_plugin.core.hashing import sha256_file
+
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _HASHES:
+        _HASHES[key] = sha256_file(path)
+    return _HASHES[key]
+
+
+def path_fingerprint(path: str | os.PathLike) -> str:
+    """Content of a model: the sha256 of a checkpoint file, or of every regular file at the top of a directory
+    (weights, dictionary, tokenizer, ``use.json``), names included.  A changed file gives another fingerprint, so
+    results of the old content are not reused."""
+    path = Path(path)
+    if path.is_file():
+        return _file_sha256(path)[:16]
+    if not path.is_dir():
+        return "missing"
+    parts = [f"{f.name}:{_file_sha256(f)}" for f in sorted(path.iterdir()) if f.is_file()]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def data_fingerprint(opts) -> str:
+    """Content of the dataset files an evaluation can read, hashed with their relative paths: for retrieval the
+    ``{prefix}.*`` files of ``opts.data_dir``, otherwise every regular file under it."""
+    root = Path(opts.data_dir)
+    if not root.is_dir():
+        return "missing"
+    prefix = getattr(opts, "file_prefix", None) if opts.task in ("sr-b", "tatoeba") else None
+    files = sorted(root.glob(f"{prefix}.*")) if prefix else sorted(root.rglob("*"))
+    parts = [f"{f.relative_to(root)}:{_file_sha256(f)}" for f in files if f.is_file()]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
 def record_key(rec: dict) -> Key:
     """Identity of a result: ``(model, task, source, target, seed, config_hash)``."""
     return (rec["model"], rec["task"], rec.get("source"), rec["target"], rec.get("seed"), rec.get("config_hash"))

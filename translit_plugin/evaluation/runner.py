@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from translit_plugin.core.names import DEFAULT_LAYER, DEFAULT_MAX_LENGTH, MEAN_WITH_SPECIAL
+from translit_plugin.core.use_settings import USE_VIEW
 
 from .finetune import FinetuneConfig
 from .readers import ENGLISH, EvalDataError
-from .results import ResultStore, make_key
+from .results import ResultStore, data_fingerprint, make_key, path_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +42,10 @@ class EvalOptions:
     seeds: list[int] = field(default_factory=lambda: [42, 43, 44, 45, 46])
     # retrieval
     prefix: str | None = None  # file prefix; default from the task (bible / tatoeba)
-    layer: int = DEFAULT_LAYER
-    pooling: str = MEAN_WITH_SPECIAL
+    view: str = USE_VIEW  # where vectors are read: the model's use.json ("use") or the paper's probe ("probe")
+    layer: int | None = None  # these three override the view's
+    pooling: str | None = None
+    prompt_name: str | None = None  # a name of the model's prompts; "" = none
     embed_batch_size: int = 128
     embed_max_length: int = DEFAULT_MAX_LENGTH
     ks: tuple[int, ...] = (1, 5, 10)
@@ -54,13 +57,26 @@ class EvalOptions:
     device: str | None = None
     progress: bool = True
 
-    def result_config(self, model_path: str) -> dict:
-        """The settings that change a result (they key the results file)."""
+    def reading(self, hub) -> dict:
+        """Where this evaluation reads ``hub``'s vectors: ``{"layer", "pooling", "prompt"}`` from the view (the
+        model's ``use.json`` or the probe) with the explicit options on top."""
+        return reading_of(hub, self.view, self.layer, self.pooling, self.prompt_name)
+
+    def result_config(self, model_path: str, reading: dict | None = None, fingerprints: dict | None = None) -> dict:
+        """The settings that change a result (they key the results file): ``reading`` (where vectors are read),
+        and ``fingerprints`` (the content of the model and the data files: a changed file is a new result)."""
         cfg = {"model_path": model_path, "data_dir": str(Path(self.data_dir).resolve()),
                "max_eval_examples": self.max_eval_examples}
+        if fingerprints:
+            cfg["content"] = fingerprints
         if self.task in RETRIEVAL_TASKS:
-            cfg.update(prefix=self.file_prefix, layer=self.layer, pooling=self.recorded_pooling,
-                       max_length=self.embed_max_length, ks=list(self.ks))
+            reading = reading or {"layer": self.layer if self.layer is not None else DEFAULT_LAYER,
+                                  "pooling": self.pooling or MEAN_WITH_SPECIAL, "prompt": ""}  # fmt: skip
+            cfg.update(prefix=self.file_prefix, layer=reading["layer"],
+                       pooling=RECORDED_POOLING.get(reading["pooling"], reading["pooling"]),
+                       max_length=self.embed_max_length, ks=list(self.ks))  # fmt: skip
+            if reading["prompt"]:  # absent without a prompt: keys of results written before prompts stay valid
+                cfg["prompt"] = reading["prompt"]
         else:
             ft = self.finetune.to_dict()
             ft.pop("eval_batch_size")
@@ -72,11 +88,29 @@ class EvalOptions:
     @property
     def recorded_pooling(self) -> str:
         """The pooling's name in results files and selection caches (see :data:`RECORDED_POOLING`)."""
-        return RECORDED_POOLING.get(self.pooling, self.pooling)
+        pooling = self.pooling or MEAN_WITH_SPECIAL
+        return RECORDED_POOLING.get(pooling, pooling)
 
     @property
     def file_prefix(self) -> str:
         return self.prefix or RETRIEVAL_TASKS[self.task]
+
+
+def reading_of(hub, view: str = USE_VIEW, layer: int | None = None, pooling: str | None = None,
+               prompt_name: str | None = None) -> dict:  # fmt: skip
+    """``{"layer": int, "pooling": str, "prompt": str}``: the view's setting of ``hub`` with the given overrides."""
+    from translit_plugin.core.names import check_layer
+
+    setting = hub.view(view)
+    if prompt_name is not None:
+        prompt = hub.use.prompt_text(prompt_name) if prompt_name else ""
+    else:
+        prompt = setting.prompt_text() if view == USE_VIEW else ""
+    return {
+        "layer": setting.layer_index(hub.num_layers) if layer is None else check_layer(layer, hub.num_layers),
+        "pooling": pooling or setting.pooling,
+        "prompt": prompt,
+    }
 
 
 @dataclass
@@ -138,13 +172,16 @@ def run_retrieval(
     embed: Callable[[list[str], str], object],
     opts: EvalOptions,
     store: ResultStore,
+    reading: dict | None = None,
+    fingerprints: dict | None = None,
 ) -> GridSummary:
-    """Retrieval for every (source, target) pair: ``embed(sentences, cache_tag) -> N x C tensor``."""
+    """Retrieval for every (source, target) pair: ``embed(sentences, cache_tag) -> N x C tensor`` (its vectors
+    read as ``reading`` says, which keys the results with the content ``fingerprints``)."""
     from .readers import read_retrieval_pair
     from .retrieval import align_by_english, bidirectional_scores
 
     summary = GridSummary()
-    config = opts.result_config(model_path)
+    config = opts.result_config(model_path, reading, fingerprints)
     targets = retrieval_targets(opts)
     pairs: dict[str, tuple[list[str], list[str]]] = {}
 
@@ -186,17 +223,20 @@ def run_retrieval(
     return summary
 
 
-def hub_embedder(hub, opts: EvalOptions) -> Callable[[list[str], str], object]:
-    """``embed(sentences, cache_tag)`` over a hub model with an in-memory cache per tag."""
+def hub_embedder(hub, opts: EvalOptions, reading: dict | None = None) -> Callable[[list[str], str], object]:
+    """``embed(sentences, cache_tag)`` over a hub model, read as ``reading`` says (default: ``opts.reading(hub)``),
+    with an in-memory cache per tag."""
     from translit_plugin.hub.encoding import embed_sentences
 
     cache: dict[str, object] = {}
+    reading = reading or opts.reading(hub)
 
     def embed(sentences: list[str], tag: str):
         if tag not in cache:
             cache[tag] = embed_sentences(
-                hub, sentences, layer=opts.layer, pooling=opts.pooling, batch_size=opts.embed_batch_size,
-                max_length=opts.embed_max_length, device=opts.device, progress=opts.progress, desc=f"embed {tag}",
+                hub, sentences, layer=reading["layer"], pooling=reading["pooling"], prompt=reading["prompt"],
+                batch_size=opts.embed_batch_size, max_length=opts.embed_max_length, device=opts.device,
+                progress=opts.progress, desc=f"embed {tag}",
             )
         return cache[tag]
 
@@ -238,6 +278,7 @@ def run_finetune(
     hub,
     opts: EvalOptions,
     store: ResultStore,
+    fingerprints: dict | None = None,
 ) -> GridSummary:
     """Fine-tune on each source with each seed, then score every pending target's test split."""
     from .finetune import SequenceClassifier, TokenClassifier, restore, snapshot
@@ -245,7 +286,7 @@ def run_finetune(
     from .readers import read_label_list
 
     summary = GridSummary()
-    config = opts.result_config(model_path)
+    config = opts.result_config(model_path, fingerprints=fingerprints)
     targets = finetune_languages(opts)
     pristine = snapshot(hub.model)
     tagging = opts.task in TAGGING_TASKS
@@ -319,10 +360,20 @@ def run_grid(model_specs, opts: EvalOptions, store: ResultStore, cache_dir=None,
             logger.debug("traceback", exc_info=e)
             summary.errors.append(f"{spec.name}: could not load {spec.path}: {msg}")
             continue
+        fingerprints = {"model": path_fingerprint(spec.path), "data": data_fingerprint(opts)}
         if opts.task in RETRIEVAL_TASKS:
-            part = run_retrieval(spec.name, str(spec.path), hub_embedder(hub, opts), opts, store)
+            try:
+                reading = opts.reading(hub)
+            except ValueError as e:
+                summary.errors.append(f"{spec.name}: {e}")
+                logger.error("%s: %s", spec.name, e)
+                continue
+            logger.info("%s: vectors read at layer %d, %s, prompt %r (view %s)", spec.name, reading["layer"],
+                        reading["pooling"], reading["prompt"], opts.view)  # fmt: skip
+            part = run_retrieval(spec.name, str(spec.path), hub_embedder(hub, opts, reading), opts, store, reading,
+                                 fingerprints)  # fmt: skip
         else:
-            part = run_finetune(spec.name, str(spec.path), hub, opts, store)
+            part = run_finetune(spec.name, str(spec.path), hub, opts, store, fingerprints)
         summary.merge(part)
         del hub
     return summary

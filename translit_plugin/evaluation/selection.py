@@ -86,18 +86,21 @@ def _save_cache(path: Path, cache: dict) -> None:
     atomic_write_json(path, cache, indent=1, sort_keys=True)
 
 
-def score_hub(hub, data_dir, targets: list[str], opts) -> dict[str, float]:
-    """Tatoeba ``tgt2src_top10`` per target language for one loaded model (English candidates)."""
+def score_hub(hub, data_dir, targets: list[str], opts, reading: dict | None = None) -> dict[str, float]:
+    """Tatoeba ``tgt2src_top10`` per target language for one loaded model (English candidates), its vectors read
+    as ``reading`` says (default: ``opts.reading(hub)``: the model's use setting unless the options say otherwise)."""
     from translit_plugin.hub.encoding import embed_sentences
 
     from .readers import read_retrieval_pair
     from .retrieval import topk_accuracy
 
+    reading = reading or opts.reading(hub)
     scores = {}
     for lang in targets:
         lines, eng = read_retrieval_pair(data_dir, lang, opts.file_prefix, opts.max_eval_examples)
-        kw = dict(layer=opts.layer, pooling=opts.pooling, batch_size=opts.embed_batch_size,
-                  max_length=opts.embed_max_length, device=opts.device, progress=opts.progress)
+        kw = dict(layer=reading["layer"], pooling=reading["pooling"], prompt=reading["prompt"],
+                  batch_size=opts.embed_batch_size, max_length=opts.embed_max_length, device=opts.device,
+                  progress=opts.progress)
         tgt = embed_sentences(hub, lines, desc=f"embed {lang}", **kw)
         src = embed_sentences(hub, eng, desc=f"embed {lang}:{ENGLISH}", **kw)
         scores[lang] = topk_accuracy(tgt, src, ks=(10,))["top10"]
@@ -115,18 +118,29 @@ def select_checkpoint(
 
     ``model_dir`` holds ``dict.txt`` / ``sentencepiece.bpe.model`` when the run directory does not.
     """
+    from translit_plugin.core.use_settings import PROBE, USE_VIEW, find_use_setting
     from translit_plugin.hub import from_pretrained
 
-    from .results import config_hash
-    from .runner import retrieval_targets
+    from .results import config_hash, data_fingerprint
+    from .runner import RECORDED_POOLING, retrieval_targets
 
     run_dir = Path(run_dir)
     cache_path = Path(cache_path) if cache_path else run_dir / CACHE_NAME
     cache = _load_cache(cache_path)
     targets = retrieval_targets(opts)
+    # where the vectors are read: the run's use setting (use.json of the model directory / run directory) or the
+    # probe, with the options on top; it keys the cache, so a cached score of another reading is not reused
+    use = find_use_setting(model_dir, run_dir)
+    view = use if opts.view == USE_VIEW else PROBE
     settings = {"data_dir": str(Path(opts.data_dir).resolve()), "targets": targets, "prefix": opts.file_prefix,
-                "layer": opts.layer, "pooling": opts.recorded_pooling, "max_length": opts.embed_max_length,
-                "max_eval_examples": opts.max_eval_examples}
+                "layer": opts.layer if opts.layer is not None else view.layer,
+                "pooling": opts.recorded_pooling if opts.pooling else RECORDED_POOLING.get(view.pooling, view.pooling),
+                "max_length": opts.embed_max_length, "max_eval_examples": opts.max_eval_examples,
+                "data": data_fingerprint(opts)}  # fmt: skip
+    prompt = (use.prompt_text(opts.prompt_name) if opts.prompt_name else "") if opts.prompt_name is not None \
+        else (use.prompt_text() if opts.view == USE_VIEW else "")
+    if prompt:
+        settings["prompt"] = prompt
     chash = config_hash(settings)
     scores: dict[str, dict] = {}
     failed: dict[str, str] = {}
@@ -140,7 +154,8 @@ def select_checkpoint(
                 hub.eval()
                 if opts.device:
                     hub.to(opts.device)
-                per_lang = score_hub(hub, opts.data_dir, targets, opts)
+                per_lang = score_hub(hub, opts.data_dir, targets, opts,
+                                     {**opts.reading(hub), "prompt": prompt})  # fmt: skip
                 del hub
             except Exception as e:  # noqa: BLE001 - one broken checkpoint must not stop the selection
                 failed[ckpt.name] = " ".join(f"{type(e).__name__}: {e}".split()).split(". ")[0]  # torch's advice

@@ -80,11 +80,15 @@ def embed_sentences(
     device: str | torch.device | None = None,
     progress: bool = True,
     desc: str = "embed",
+    prompt: str = "",
 ) -> torch.Tensor:
     """Embed ``sentences`` with ``hub`` (a hub interface: ``.model``, ``.dictionary``, ``.encode``) -> N x C float32.
 
-    ``layer`` indexes ``inner_states`` (0 = embeddings, k = output of layer k).
+    ``layer`` indexes ``inner_states`` (0 = embeddings, k = output of layer k).  ``prompt`` is put in front of every
+    sentence before tokenization (``"query: "`` for e5; its tokens are pooled too, as sentence-transformers does).
     """
+    if isinstance(sentences, str):
+        raise TypeError("sentences must be a list of strings, not one string (it would be embedded per character)")
     from tqdm import tqdm
 
     pooling = pooling_name(pooling)
@@ -98,7 +102,7 @@ def embed_sentences(
     d = hub.dictionary
     specials = SpecialIds(bos=d.bos(), eos=d.eos(), pad=d.pad())
     max_length = min(max_length, getattr(hub, "max_positions", max_length))
-    ids = encode_all(hub.encode, sentences, max_length)
+    ids = encode_all(hub.encode, [prompt + s for s in sentences] if prompt else sentences, max_length)
     out: torch.Tensor | None = None
     batches = length_batches([t.numel() for t in ids], batch_size, sort_by_length)
     try:

@@ -9,13 +9,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from translit_plugin.core.names import (
-    DEFAULT_LAYER,
-    DEFAULT_MAX_LENGTH,
-    MEAN_WITH_SPECIAL,
-    check_layer,
-    truncate_keep_eos,
-)
+from translit_plugin.core.names import DEFAULT_MAX_LENGTH, check_layer, truncate_keep_eos
+from translit_plugin.core.use_settings import PROBE, PROBE_VIEW, USE_VIEW, VIEWS, UseSetting
 
 from .encoding import collate, embed_sentences
 
@@ -23,7 +18,7 @@ from .encoding import collate, embed_sentences
 class TranslitHubInterface(nn.Module):
     """Sentencepiece tokenization + the fairseq model: ``encode``, ``extract_features``, ``embed``."""
 
-    def __init__(self, cfg, model, dictionary, spm_path: str | os.PathLike) -> None:
+    def __init__(self, cfg, model, dictionary, spm_path: str | os.PathLike, use: UseSetting | None = None) -> None:
         super().__init__()
         from translit_plugin.vocab import build_id_map, load_spm
 
@@ -33,6 +28,10 @@ class TranslitHubInterface(nn.Module):
         self.spm_path = Path(spm_path)
         self.sp = load_spm(spm_path)
         self.id_map = build_id_map(self.sp, dictionary)
+        #: where the model's users read it (``use.json``; the paper's probe when the directory has none)
+        self.use = use if use is not None else PROBE
+        if use is not None and use is not PROBE:
+            use.layer_index(self.num_layers)  # a recorded layer the model lacks fails here, not at first use
 
     @property
     def device(self) -> torch.device:
@@ -84,24 +83,47 @@ class TranslitHubInterface(nn.Module):
             return [h.transpose(0, 1) for h in inner]  # T x B x C -> B x T x C
         return inner[layer].transpose(0, 1)
 
+    def view(self, view: str = USE_VIEW) -> UseSetting:
+        """The setting of a named view: ``"use"`` (this model's use setting) or ``"probe"`` (the paper's: layer 8,
+        ``mean_with_special``, no prompt)."""
+        if view == USE_VIEW:
+            return self.use
+        if view == PROBE_VIEW:
+            return PROBE
+        raise ValueError(f"unknown view {view!r}; expected one of {VIEWS}")
+
     def embed(
         self,
-        sentences: Sequence[str],
-        layer: int = DEFAULT_LAYER,
-        pooling: str = MEAN_WITH_SPECIAL,
+        sentences: Sequence[str] | str,
+        layer: int | None = None,
+        pooling: str | None = None,
         batch_size: int = 128,
         max_length: int = DEFAULT_MAX_LENGTH,
         progress: bool | None = None,
+        *,
+        view: str = USE_VIEW,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
     ) -> Tensor:
-        """Sentence vectors (N x C, float32, input order) from hidden layer ``layer``.
+        """Sentence vectors (N x C, float32, input order), by default where the model is read (:attr:`use`).
 
-        ``pooling``: ``mean_with_special`` over the attention mask including ``<s>``/``</s>`` (the Glot500 / paper
-        retrieval protocol), ``mean_no_special`` (the SEQ training objective's pooling), or ``cls`` (``<s>``);
-        ``mean`` is the deprecated name of ``mean_with_special``.  Sentences are sorted by length so each batch pads
-        little; the model is in eval mode for the call (:func:`translit_plugin.hub.encoding.embed_sentences`).
+        ``view``: ``"use"`` (the model's ``use.json``: e5 is read at its last layer with ``"query: "``) or
+        ``"probe"`` (the paper's layer 8, no prompt); ``layer``, ``pooling``, ``prompt_name`` (a name of the
+        setting's prompts, e.g. ``"passage"``) and ``prompt`` (literal text; ``""`` = none) override the view's.
+        ``pooling``: ``mean_with_special`` over the attention mask including ``<s>``/``</s>`` (and the prompt's
+        tokens, as sentence-transformers does), ``mean_no_special`` (the SEQ objective's pooling), or ``cls``
+        (``<s>``); ``mean`` is the deprecated name of ``mean_with_special``.  A single string is one sentence (a
+        1 x C result).  Sentences are sorted by length so each batch pads little; the model is in eval mode for the
+        call (:func:`translit_plugin.hub.encoding.embed_sentences`).
         """
-        check_layer(layer, self.num_layers)
+        if isinstance(sentences, str):
+            sentences = [sentences]
+        setting = self.view(view)
+        layer = setting.layer_index(self.num_layers) if layer is None else check_layer(layer, self.num_layers)
+        pooling = setting.pooling if pooling is None else pooling
+        if prompt is None:  # a named prompt is always one of this model's; the probe has none by default
+            prompt = self.use.prompt_text(prompt_name) if prompt_name or view == USE_VIEW else ""
         if not sentences:
             return torch.empty(0, self.model.encoder.sentence_encoder.embed_tokens.embedding_dim)
         show = progress if progress is not None else len(sentences) > 10 * batch_size
-        return embed_sentences(self, sentences, layer, pooling, batch_size, max_length, progress=show)
+        return embed_sentences(self, sentences, layer, pooling, batch_size, max_length, progress=show, prompt=prompt)

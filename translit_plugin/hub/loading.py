@@ -6,6 +6,8 @@ import logging
 import os
 from pathlib import Path
 
+from translit_plugin.core.use_settings import PROBE, UseSetting, find_use_setting, read_use_setting
+
 from .interface import TranslitHubInterface
 
 logger = logging.getLogger(__name__)
@@ -31,12 +33,15 @@ def from_pretrained(
     checkpoint_file: str = "model.pt",
     sentencepiece_model: str | os.PathLike | None = None,
     dictionary: str | os.PathLike | None = None,
+    use_setting: UseSetting | str | os.PathLike | None = None,
     **unused,
 ) -> TranslitHubInterface:
     """Load ``model_name_or_path/checkpoint_file`` (a model directory or a training run's checkpoint directory).
 
     ``sentencepiece_model`` and ``dictionary`` default to the files in ``model_name_or_path`` (a converted model
-    directory has both); for a training run's ``checkpoints/`` pass the start model's files.
+    directory has both); for a training run's ``checkpoints/`` pass the start model's files.  ``use_setting`` (a
+    :class:`~translit_plugin.core.use_settings.UseSetting` or a directory holding ``use.json``) defaults to the
+    ``use.json`` of the model directory, else of the tokenizer files' directories, else the paper's probe.
     """
     from fairseq.data import Dictionary
 
@@ -67,4 +72,8 @@ def from_pretrained(
     check_recorded_vocabulary(state, dict_path, spm_path, ckpt)
     model = TranslitRobertaModel.from_state(state, d)
     logger.info("loaded %s (%d layers, vocab %d)", ckpt, len(model.encoder.sentence_encoder.layers), len(d))
-    return TranslitHubInterface(cfg, model, d, spm_path)
+    if use_setting is None:  # the model's directory, then the directories its tokenizer files came from
+        use_setting = find_use_setting(model_dir, spm_path.parent, dict_path.parent)
+    elif not isinstance(use_setting, UseSetting):
+        use_setting = read_use_setting(use_setting) or PROBE
+    return TranslitHubInterface(cfg, model, d, spm_path, use=use_setting)

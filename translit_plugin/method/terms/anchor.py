@@ -16,6 +16,7 @@ the batch's).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
@@ -30,6 +31,37 @@ from translit_plugin.method.pooling import VectorRequest
 from translit_plugin.method.terms.base import Metric, Step, StreamNeeds, Term, TermSetup, logged_total
 
 AnchorLoss = Literal["mse", "cosine", "infonce"]
+logger = logging.getLogger(__name__)
+
+
+def parse_layers(spec: str | int) -> list[int | str]:
+    """``--anchor-layer``: ``"8"`` -> ``[8]``, ``"8,last"`` -> ``[8, "last"]``, ``"use"`` -> ``["use"]``."""
+    out: list[int | str] = []
+    for part in str(spec).split(","):
+        part = part.strip()
+        if part in ("last", "use"):
+            out.append(part)
+        elif part.isdigit():
+            out.append(int(part))
+        else:
+            raise ValueError(f"--anchor-layer {spec!r}: expected indices, 'last' or 'use', comma-separated")
+    if not out or len(set(out)) != len(out):
+        raise ValueError(f"--anchor-layer {spec!r}: give each layer once")
+    return out
+
+
+def insert_prompt(tokens: Tensor, prompt: Tensor, specials, max_length: int | None = None) -> Tensor:
+    """``B x T`` ids ``<s> x </s> <pad>...`` -> ``B x (T + P)`` ids ``<s> prompt x </s> <pad>...``: the ids a
+    tokenizer gives ``prompt_text + sentence`` (sentencepiece starts the sentence's first piece with its own ``▁``).
+    Rows longer than ``max_length`` are cut to it keeping ``</s>`` (as the hub truncates the prompted text)."""
+    if tokens.dim() != 2 or not bool(tokens[:, 0].eq(specials.bos).all()):
+        raise ValueError("insert_prompt expects B x T rows that start with <s>")
+    out = torch.cat([tokens[:, :1], prompt.unsqueeze(0).expand(tokens.shape[0], -1), tokens[:, 1:]], dim=1)
+    if max_length is not None and out.shape[1] > max_length:
+        cut = out.ne(specials.pad).sum(dim=1) > max_length
+        out = out[:, :max_length].clone()
+        out[cut, -1] = specials.eos
+    return out
 
 
 def anchor_loss(
@@ -106,8 +138,21 @@ class AnchorOptions:
         default=None,
         metadata={"help": "teacher checkpoint (default: the --finetune-from-model checkpoint, i.e. the start model)"},
     )
-    anchor_layer: int = field(
-        default=DEFAULT_LAYER, metadata={"help": "layer whose output gives the anchored vectors (0 = embeddings)"}
+    anchor_layer: str = field(
+        default=str(DEFAULT_LAYER),
+        metadata={
+            "help": "layer(s) whose output gives the anchored vectors: an index (0 = embeddings), 'last', a comma "
+            "list such as '8,last' (one pass, the loss averaged over the layers), or 'use' (the layer of the "
+            "teacher directory's use.json: where the model's users read it)"
+        },
+    )
+    anchor_prompt: str = field(
+        default="",
+        metadata={
+            "help": "text put in front of every sentence (after <s>) for the teacher and the trained model, as the "
+            "model's users do (e5: 'query: '); 'use': the default prompt of the teacher directory's use.json; "
+            "'' = none. Tokenized with the sentencepiece model next to the teacher checkpoint"
+        },
     )
     anchor_pooling: str = field(
         default=MEAN_WITH_SPECIAL,
@@ -156,7 +201,12 @@ class AnchorTerm(Term):
 
     def __init__(self, cfg, setup: TermSetup) -> None:
         super().__init__(cfg, setup)
-        self.request = VectorRequest(int(cfg.anchor_layer), str(cfg.anchor_pooling), "--anchor-layer")
+        self.layer_spec = str(cfg.anchor_layer)
+        self.prompt_spec = str(getattr(cfg, "anchor_prompt", "") or "")
+        self.pooling = str(cfg.anchor_pooling)
+        self.requests = self._requests(parse_layers(self.layer_spec), None)
+        self.prompt_ids: Tensor | None = None
+        self.max_positions: int | None = None
         self.loss_kind = str(cfg.anchor_loss)
         self.temperature = cfg.anchor_temperature
         self.sides = (LATN, ORIG) if str(cfg.anchor_sides) == "both" else (LATN,)
@@ -169,36 +219,104 @@ class AnchorTerm(Term):
             if setup.load_model is None:
                 raise ValueError("the anchored term needs a teacher model, and nothing can load one here")
             self.teacher = setup.load_model(cfg.anchor_teacher)
+            self._resolve_use_setting(cfg, setup)
+        if self.prompt_ids is not None and self.input == "masked":
+            raise ValueError("--anchor-prompt needs --anchor-input clean (the masked passes' inputs have no prompt)")
+
+    @property
+    def request(self) -> VectorRequest:
+        """The first (or only) layer's request."""
+        return self.requests[0]
+
+    def _requests(self, layers: list[int | str], num_layers: int | None) -> list[VectorRequest]:
+        out = []
+        for layer in layers:
+            if not isinstance(layer, int):
+                if num_layers is None:
+                    layer = -1  # resolved against the teacher once it is loaded
+                else:
+                    layer = num_layers
+            out.append(VectorRequest(layer, self.pooling, "--anchor-layer"))
+        return out
+
+    def _resolve_use_setting(self, cfg, setup: TermSetup) -> None:
+        """``last`` / ``use`` layers and the ``use`` / literal prompt, against the teacher and its directory."""
+        layers = parse_layers(self.layer_spec)
+        needs_teacher_dir = "use" in layers or self.prompt_spec == "use"
+        setting = None
+        if needs_teacher_dir:
+            if setup.teacher_dir is None:
+                raise ValueError("--anchor-layer use / --anchor-prompt use need the teacher's model directory")
+            from translit_plugin.core.use_settings import find_use_setting
+
+            teacher_dir = setup.teacher_dir(cfg.anchor_teacher)
+            setting = find_use_setting(teacher_dir)
+        if any(not isinstance(layer, int) for layer in layers):
+            num_layers = len(self.teacher.encoder.sentence_encoder.layers)
+            resolved = [setting.layer_index(num_layers) if layer == "use" else layer for layer in layers]
+            self.requests = self._requests(resolved, num_layers)
+        text = setting.prompt_text() if self.prompt_spec == "use" else self.prompt_spec
+        if text:
+            if setup.tokenize is None:
+                raise ValueError("--anchor-prompt needs a tokenizer (the sentencepiece model next to the teacher)")
+            ids = setup.tokenize(text, cfg.anchor_teacher)
+            if not ids:
+                raise ValueError(f"--anchor-prompt {text!r} gives no tokens")
+            self.prompt_ids = torch.tensor(ids, dtype=torch.long)
+            self.max_positions = int(self.teacher.encoder.max_positions())
+        logger.info("anchored term: layers %s, pooling %s, prompt %r", [r.layer for r in self.requests],
+                    self.pooling, text)  # fmt: skip
 
     def needs(self) -> dict[str, StreamNeeds]:
         if self.input != "masked":
             return {}  # clean input: the term runs its own passes
-        return {side: StreamNeeds(vectors={self.name: self.request}) for side in self.sides}
+        return {side: StreamNeeds(vectors=self._keyed()) for side in self.sides}
+
+    def _keyed(self) -> dict[str, VectorRequest]:
+        """The vector keys of the masked passes: ``anchor`` for one layer, ``anchor@L`` for each of several."""
+        if len(self.requests) == 1:
+            return {self.name: self.requests[0]}
+        return {f"{self.name}@{r.layer}": r for r in self.requests}
 
     def compute(self, step: Step) -> tuple[Tensor, dict]:
         pad = step.specials.pad
-        teacher = self._teacher_vectors(unmasked(step.sample[ORIG], pad), step)  # N x C
-        rows, total = None, teacher.shape[0]
+        teachers = self._teacher_vectors(self._input(unmasked(step.sample[ORIG], pad), step), step)  # [N x C]
+        rows, total = None, teachers[0].shape[0]
         if step.workers.exact:
-            teacher, rows = all_gather_no_grad(teacher, step.workers.group)
+            gathered = [all_gather_no_grad(t, step.workers.group) for t in teachers]
+            teachers, rows = [t for t, _ in gathered], gathered[0][1]
             total = step.n_global
-        student = {}
+        student: dict[str, list[Tensor]] = {}
         for side in self.sides:
             if self.input == "clean":
-                student[side] = step.encode(step.model, unmasked(step.sample[side], pad), self.request)
+                student[side] = self._encode(step, step.model, self._input(unmasked(step.sample[side], pad), step))
             else:
-                student[side] = step.vectors[side][self.name]
+                student[side] = [step.vectors[side][key] for key in self._keyed()]
         loss = 0.0
         for side in self.sides:
-            loss = loss + anchor_loss(student[side], teacher, loss=self.loss_kind, temperature=self.temperature,
-                                      rows=rows, total=total)  # fmt: skip
-        loss = loss / len(self.sides)
+            for s_vec, t_vec in zip(student[side], teachers):
+                loss = loss + anchor_loss(s_vec, t_vec, loss=self.loss_kind, temperature=self.temperature,
+                                          rows=rows, total=total)  # fmt: skip
+        loss = loss / (len(self.sides) * len(teachers))
         logging = {
             "anchor_sum": loss.detach() * total,  # sum of per-pair losses of this worker's pairs
-            "anchor_count": student[LATN].shape[0],
-            "anchor_correct": teacher_retrieval_correct(student[LATN], teacher, rows),
+            "anchor_count": student[LATN][-1].shape[0],
+            # retrieval at the last layer listed in --anchor-layer
+            "anchor_correct": teacher_retrieval_correct(student[LATN][-1], teachers[-1], rows),
         }
         return loss, logging
+
+    def _input(self, tokens: Tensor, step: Step) -> Tensor:
+        """``tokens`` with the prompt after ``<s>`` (unchanged without a prompt)."""
+        if self.prompt_ids is None:
+            return tokens
+        return insert_prompt(tokens, self.prompt_ids.to(tokens.device), step.specials, self.max_positions)
+
+    def _encode(self, step: Step, model, tokens: Tensor) -> list[Tensor]:
+        """One pass of ``model`` up to the deepest anchored layer -> the vectors of every anchored layer."""
+        if len(self.requests) == 1:
+            return [step.encode(model, tokens, self.requests[0])]
+        return list(step.encode(model, tokens, tuple(self.requests)))
 
     @classmethod
     def reduce(cls, logs: list[dict]) -> list[Metric]:
@@ -211,7 +329,7 @@ class AnchorTerm(Term):
         ]
 
     @torch.no_grad()
-    def _teacher_vectors(self, tokens: Tensor, step: Step) -> Tensor:
+    def _teacher_vectors(self, tokens: Tensor, step: Step) -> list[Tensor]:
         """The teacher's vectors of ``tokens`` (B x T), moved to the trained model's device and dtype first; with
         ``--anchor-teacher-cache`` each sentence's vector is computed once."""
         teacher = self.teacher
@@ -223,9 +341,11 @@ class AnchorTerm(Term):
         if self.cache is not None:
             keys = [row[row.ne(step.specials.pad)].cpu().numpy().tobytes() for row in tokens]
             if all(k in self.cache for k in keys):
-                return torch.stack([self.cache[k] for k in keys]).to(tokens.device)
-        vecs = step.encode(teacher, tokens, self.request)
+                stacked = torch.stack([self.cache[k] for k in keys]).to(tokens.device)  # B x L x C
+                return list(stacked.unbind(dim=1))
+        vecs = self._encode(step, teacher, tokens)
         if keys is not None:
-            for k, v in zip(keys, vecs):
+            both = torch.stack(vecs, dim=1)
+            for k, v in zip(keys, both):
                 self.cache[k] = v.detach().cpu() if v.device.type != "cpu" else v.detach().clone()
         return vecs

@@ -37,11 +37,15 @@ class StreamNeeds:
 
 @dataclass
 class TermSetup:
-    """What a term may use when it is built: the special ids, and ``load_model(path)``, which returns a frozen model
-    from a checkpoint (``None``: the run's start model)."""
+    """What a term may use when it is built: the special ids; ``load_model(path)``, which returns a frozen model
+    from a checkpoint (``None``: the run's start model); ``teacher_dir(path)``, the model directory that checkpoint
+    lies in (its ``use.json``, tokenizer); ``tokenize(text, path)``, the data dictionary's ids of ``text``'s pieces
+    (no ``<s>``/``</s>``) by the sentencepiece model of that directory."""
 
     specials: SpecialIds
     load_model: Callable[[str | None], Any] | None = None
+    teacher_dir: Callable[[str | None], str] | None = None
+    tokenize: Callable[[str, str | None], list[int]] | None = None
 
 
 @dataclass
@@ -51,7 +55,8 @@ class Step:
     ``mlm``: stream -> ``(summed cross-entropy, number of selected tokens)``; ``vectors``: stream -> key -> ``B x C``
     float32 sentence vectors; ``totals``: the counts terms declared in :meth:`Term.counts`, summed over workers under
     exact gathering (this worker's otherwise); ``n_local`` / ``n_global``: pairs on this worker / in the global batch;
-    ``encode(model, tokens, request)``: an extra encoder pass of ``B x T`` ids to ``B x C`` vectors.
+    ``encode(model, tokens, request)``: an extra encoder pass of ``B x T`` ids to ``B x C`` vectors (given a tuple of
+    requests, one pass up to the deepest layer and a list of their vectors).
     """
 
     model: Any

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from collections.abc import Sequence
 
 from translit_plugin.core.lines import to_single_line
@@ -80,7 +81,10 @@ class Transliterator:
         self._uroman.reset_cache(self.cache_size)
 
     def romanize(self, text: str, lcode: str | None) -> str:
-        """uroman's raw output for ``text`` (may contain repeated or trailing spaces)."""
+        """uroman's raw output for ``text`` in NFC (may contain repeated or trailing spaces): uroman leaves decomposed
+        (NFD) Hangul as jamo and romanizes decomposed Arabic or Greek differently, so every text is composed first."""
+        if not text.isascii():
+            text = unicodedata.normalize("NFC", text)
         return self._uroman.romanize_string(text, lcode=lcode)
 
     def transliterate(self, text: str, lcode: str | None) -> str:

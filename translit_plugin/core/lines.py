@@ -21,9 +21,12 @@ _BOM = "\ufeff"
 
 
 def to_single_line(text: str) -> str:
-    """Make ``text`` one clean line: controls/separators/whitespace -> one space, stripped ("" if nothing is left)."""
+    """Make ``text`` one clean line: controls/separators/whitespace -> one space, stripped ("" if nothing is left),
+    in Unicode NFC (what uroman and the tokenizers expect: decomposed Hangul, Arabic or Greek from macOS file names or
+    scrapers would otherwise keep jamo or romanize differently)."""
     if text.isascii() and text.isprintable():
         return " ".join(text.split())
+    text = unicodedata.normalize("NFC", text)
     out = []
     for ch in text:
         if ch == _BOM:

@@ -42,12 +42,13 @@ def load_group(path: str | os.PathLike) -> LanguageGroup:
     """Read and validate a group file (raises ``ValueError`` naming the file and the problem)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicates(path))
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from e
     _check_types(path, data)
     if not isinstance(data.get("languages"), dict) or not data["languages"]:
         raise ValueError(f"{path}: needs a non-empty 'languages' object mapping lang_Script codes to settings")
+    _check_keys(path, data)
     codes: dict[str, str | None] = {}
     for lang, spec in data["languages"].items():
         if not isinstance(spec, dict):
@@ -61,6 +62,38 @@ def load_group(path: str | os.PathLike) -> LanguageGroup:
         raise ValueError(f"{path}: unknown sampling keys {unknown} (allowed: {sorted(allowed)})")
     return LanguageGroup(name=data.get("name", path.stem), languages=list(data["languages"]), uroman_codes=codes,
                          sampling=sampling, description=data.get("description", ""), path=str(path))
+
+
+#: The keys a group file may hold (``epochs``: informational, the paper's training length for the group).
+TOP_KEYS = frozenset({"name", "description", "sampling", "languages", "transfer_sources", "epochs"})
+LANGUAGE_KEYS = frozenset({"uroman_code", "paper_sentences"})
+
+
+def _no_duplicates(path: Path):
+    """``object_pairs_hook`` for :func:`json.loads` refusing a key given twice in one object (plain ``json`` keeps the
+    last one silently: a language listed twice would get its second settings without a word)."""
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in seen:
+                raise ValueError(f"{path}: duplicate key {key!r} in one object (JSON keeps only the last); list it "
+                                 "once")
+            seen[key] = value
+        return seen
+
+    return hook
+
+
+def _check_keys(path: Path, data: dict[str, Any]) -> None:
+    """No key this reader does not know (a misspelt ``langauges`` or ``uroman-code`` would otherwise be ignored)."""
+    unknown = sorted(set(data) - TOP_KEYS)
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {unknown} (allowed: {sorted(TOP_KEYS)})")
+    for lang, spec in data["languages"].items():
+        unknown = sorted(set(spec) - LANGUAGE_KEYS) if isinstance(spec, dict) else []
+        if unknown:
+            raise ValueError(f"{path}: languages.{lang}: unknown key(s) {unknown} (allowed: {sorted(LANGUAGE_KEYS)})")
 
 
 def _check_types(path: Path, data: Any) -> None:

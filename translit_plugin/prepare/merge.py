@@ -27,10 +27,8 @@ def merge_split(data_bin: Path, split: str, tasks: list[ChunkTask], records: dic
     """Write ``{orig,latn}/{split}.{bin,idx}`` and ``{split}.lang.npy``; return the number of pairs.
 
     A split without pairs gets no files at all (fairseq cannot memory-map an empty ``.bin``); stale ones are removed.
+    A merge that fails leaves no partial (``.SPLIT.tmpPID.*``) file behind.
     """
-    from fairseq.data import indexed_dataset
-    from tqdm import tqdm
-
     if sum(records[task.name]["kept"] for task in tasks) == 0:
         logger.warning("%s: no pairs; writing no %s files (train with --disable-validation if it is valid)", split,
                        split)
@@ -42,10 +40,27 @@ def merge_split(data_bin: Path, split: str, tasks: list[ChunkTask], records: dic
 
     lang_index = {lang: i for i, lang in enumerate(langs)}
     lang_dtype = np.int16 if len(langs) < 2**15 else np.int32
-    parts: list[np.ndarray] = []
     tmp = {side: str(tmp_path(data_bin / side / split)) for side in SIDES}
     for side in SIDES:
         (data_bin / side).mkdir(parents=True, exist_ok=True)
+    lang_tmp = tmp_path(data_bin / f"{split}.lang.npy")
+    try:
+        return _merge_into(tmp, lang_tmp, data_bin, split, tasks, records, lang_index, lang_dtype, vocab_size,
+                           progress)
+    except BaseException:  # a failed or interrupted merge leaves no partial file in the data-bin
+        for path in [Path(tmp[side] + ext) for side in SIDES for ext in (".bin", ".idx")] + [lang_tmp]:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _merge_into(tmp: dict[str, str], lang_tmp: Path, data_bin: Path, split: str, tasks: list[ChunkTask],
+                records: dict[str, dict[str, Any]], lang_index: dict[str, int], lang_dtype: type, vocab_size: int,
+                progress: bool) -> int:
+    """:func:`merge_split`'s writing: each side into ``tmp[side]`` + ``.bin``/``.idx``, then moved into place."""
+    from fairseq.data import indexed_dataset
+    from tqdm import tqdm
+
+    parts: list[np.ndarray] = []
     builders = {side: indexed_dataset.make_builder(tmp[side] + ".bin", impl="mmap", vocab_size=vocab_size)
                 for side in SIDES}
     total = 0
@@ -58,7 +73,6 @@ def merge_split(data_bin: Path, split: str, tasks: list[ChunkTask], records: dic
     for side in SIDES:
         builders[side].finalize(tmp[side] + ".idx")
     lang_ids = np.concatenate(parts) if parts else np.zeros(0, dtype=lang_dtype)
-    lang_tmp = tmp_path(data_bin / f"{split}.lang.npy")
     with open(lang_tmp, "wb") as f:
         np.save(f, lang_ids)
     for side in SIDES:

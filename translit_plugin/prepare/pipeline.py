@@ -91,7 +91,18 @@ def discover_languages(input_dir: Path, wanted: list[str] | None, skip_unrecogni
     warning: a file named ``Greek.txt`` or ``ell_grek.txt`` must not silently drop a language."""
     if not input_dir.is_dir():
         raise FileNotFoundError(f"--input {input_dir} is not a directory of {{lang_Script}}.txt files")
-    entries = [p for p in sorted(input_dir.iterdir()) if p.is_file() and not p.name.startswith(".")]
+    listed = [p for p in sorted(input_dir.iterdir()) if not p.name.startswith(".")]
+    not_files = [p for p in listed if not p.is_file() and p.suffix == ".txt" and _LANG_FILE.match(p.stem)
+                 and (wanted is None or p.stem in wanted)]
+    if not_files:  # a language must not disappear from the run because its "file" is a folder or a broken link
+        bad = not_files[0]
+        what = "a dangling symlink" if bad.is_symlink() and not bad.exists() else "a directory" if bad.is_dir() \
+            else "not a regular file"
+        raise PrepareInputError(f"{bad} is named like a language file but is {what} (not a regular file); put "
+                                "the language's text in a file of that name, or move it out of the folder"
+                                + (f" (+{len(not_files) - 1} more: {', '.join(p.name for p in not_files[1:5])})"
+                                   if len(not_files) > 1 else ""))
+    entries = [p for p in listed if p.is_file()]
     found = {p.stem: p for p in entries if p.suffix == ".txt" and _LANG_FILE.match(p.stem)}
     if wanted is None:
         recognized = set(found.values())
@@ -257,6 +268,15 @@ def check_options(cfg: PrepareConfig) -> None:
                          f"{cfg.num_shards}")
 
 
+def check_sampling(sample: SampleConfig) -> None:
+    """A sampling rule that keeps no sentence of any language is refused (it would prepare an empty data-bin)."""
+    if sample.fraction == 0 and sample.min_sentences == 0:
+        raise PrepareInputError("--sample-fraction 0 with --sample-min 0 samples no sentence of any language; give a "
+                                "fraction in (0, 1] (paper: 0.1) or a --sample-min above 0")
+    if sample.max_sentences == 0:
+        raise PrepareInputError("--sample-max 0 samples no sentence of any language; give a cap above 0 or none")
+
+
 def uroman_codes(cfg: PrepareConfig, langs: list[str], group: LanguageGroup | None) -> dict[str, str | None]:
     """Each language's uroman code: none with ``--no-lang-code``, else ``--uroman-code``, the group's, or derived."""
     lcodes: dict[str, str | None] = {}
@@ -284,6 +304,12 @@ def resolve_inputs(cfg: PrepareConfig) -> PrepareInputs:
     if group and group.sampling:
         from_group = {k: v for k, v in group.sampling.items() if k not in cfg.sample_explicit}
         sample_cfg = SampleConfig(**{**asdict(sample_cfg), **from_group})
+    check_sampling(sample_cfg)
+    stray = sorted(set(cfg.uroman_codes) - set(langs))
+    if stray:
+        raise PrepareInputError(f"--uroman-code for {', '.join(stray)}: not a language of this run "
+                                f"({', '.join(langs)}); check the spelling (lang_Script, e.g. arz_Arab=ara) or drop "
+                                "the flag")
     lcodes = uroman_codes(cfg, langs, group)
     code_warnings = validate_codes(files, lcodes, cfg.allow_unknown_lang)
     logger.info("prepare %d languages from %s into %s (uroman codes: %s)", len(langs), cfg.input, cfg.output, lcodes)

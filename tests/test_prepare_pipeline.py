@@ -17,6 +17,7 @@ from prepare_helpers import ADVERSARIAL_LINES, build_model_dir, demo_lines, writ
 
 from translit_plugin.core.lines import to_single_line
 from translit_plugin.prepare.chunks import AlignmentError
+from translit_plugin.prepare.content_check import ContentCheckConfig
 from translit_plugin.prepare.latn_check import LatnCheckConfig
 from translit_plugin.prepare.pipeline import PrepareConfig, run_prepare
 from translit_plugin.prepare.sample import SampleConfig
@@ -284,9 +285,9 @@ def test_given_transliterations_are_paired_line_by_line(tmp_path, model_dir, too
     given = _given_transliteration(raws)
     for lang in LANGS:
         write_raw(latn_dir / f"{lang}.txt", given[lang])
-    # a stand-in romanizer: nothing like uroman, so the comparison with uroman is switched off
+    # a stand-in romanizer: nothing like uroman, so the comparison with uroman and the every-line check are off
     manifest = run_prepare(config(inp, model_dir, tmp_path / "out", latn_input=latn_dir,
-                                  latn_check=LatnCheckConfig(lines=0)))
+                                  latn_check=LatnCheckConfig(lines=0), content_check=ContentCheckConfig(enabled=False)))
     orig, latn, _, langs = read_bin(tmp_path / "out" / "data-bin", "train")
     expected = []
     for lang in langs:
@@ -318,4 +319,5 @@ def test_given_transliteration_with_a_different_line_count_fails(tmp_path, model
     for lang in LANGS:
         write_raw(latn_dir / f"{lang}.txt", given[lang])
     with pytest.raises(AlignmentError, match="ell_Grek.txt"):
-        run_prepare(config(inp, model_dir, tmp_path / "out", latn_input=latn_dir, latn_check=LatnCheckConfig(lines=0)))
+        run_prepare(config(inp, model_dir, tmp_path / "out", latn_input=latn_dir, latn_check=LatnCheckConfig(lines=0),
+                           content_check=ContentCheckConfig(enabled=False)))

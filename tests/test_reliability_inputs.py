@@ -146,3 +146,103 @@ def test_nfd_input_gives_the_same_data_bin_as_nfc(tmp_path, capsys, model_dir):
     assert names and names == sorted(str(p.relative_to(b)) for p in b.rglob("*") if p.is_file())
     for name in names:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+# ------------------------------------------------------------------------------------------ finding 2
+ALL_LANGS = ("amh_Ethi", "ara_Arab", "ell_Grek", "eng_Latn", "fas_Arab", "heb_Hebr", "kor_Hang", "tha_Thai",
+             "tur_Latn", "zho_Hans", "zho_Hant")
+M = 300
+
+
+@pytest.fixture(scope="module")
+def romanised():
+    """``{lang: (original lines, uroman's romanisation)}`` of the first M demo lines of every language."""
+    pytest.importorskip("uroman")
+    pytest.importorskip("anyascii")
+    from translit_plugin.transliterate import Transliterator, uroman_code
+
+    tr = Transliterator()
+    out = {}
+    for lang in ALL_LANGS:
+        lines = demo_lines(lang, M)
+        out[lang] = (lines, [tr.transliterate(line, uroman_code(lang)) for line in lines])
+    return out
+
+
+def content_check(lang, orig, latn):
+    from translit_plugin.prepare.content_check import ContentCheck
+
+    check = ContentCheck(lang, f"{lang}.orig", f"{lang}.latn")
+    for n, (a, b) in enumerate(zip(orig, latn), start=1):
+        check.add(n, a, b)
+    return check.finish()
+
+
+def test_content_check_passes_every_correct_demo_file(romanised):
+    for lang, (orig, latn) in romanised.items():
+        summary = content_check(lang, orig, latn)
+        assert summary["lines"] == M and summary["failed_runs"] == 0, (lang, summary)
+
+
+@pytest.mark.parametrize("kind", ["swap", "shift4", "shift10", "other_language", "identical"])
+def test_content_check_catches_misaligned_files(romanised, kind):
+    from translit_plugin.prepare.content_check import LatnContentError
+    from translit_plugin.prepare.latn_check import similarity
+
+    for lang in ("ell_Grek", "heb_Hebr", "kor_Hang", "zho_Hans"):
+        orig, latn = romanised[lang]
+        latn = list(latn)
+        if kind == "swap":  # two lines that are not near-identical (a swap of those cannot be seen, see README)
+            i = next(i for i in range(100, M) if similarity(latn[i], latn[i + 1]) < 0.5)
+            latn[i], latn[i + 1] = latn[i + 1], latn[i]
+        elif kind.startswith("shift"):
+            k = int(kind[5:])
+            latn[150:150 + k] = latn[151:151 + k]
+        elif kind == "other_language":
+            latn = romanised["ara_Arab" if lang != "ara_Arab" else "fas_Arab"][1]
+        else:
+            latn = list(orig)
+        with pytest.raises(LatnContentError, match=rf"{lang}\.latn does not match {lang}\.orig") as e:
+            content_check(lang, orig, latn)
+        if kind == "swap":
+            assert f"{i + 1}-{i + 2}" in str(e.value), str(e.value)
+
+
+def test_encode_refuses_another_languages_romanisation_and_the_original(tmp_path, capsys, tiny_model_dir, romanised):
+    pytest.importorskip("fairseq")
+    heb, ara_latn = tmp_path / "heb_Hebr.txt", tmp_path / "ara.latn"
+    heb.write_text("\n".join(romanised["heb_Hebr"][0][:100]) + "\n", encoding="utf-8")
+    ara_latn.write_text("\n".join(romanised["ara_Arab"][1][:100]) + "\n", encoding="utf-8")
+    copy = tmp_path / "copy.txt"
+    copy.write_bytes(heb.read_bytes())
+    for i, latn in enumerate((ara_latn, copy, ara_latn, copy)):
+        only_lines = ["--latn-check", "0"] if i >= 2 else []  # the every-line check alone catches both
+        rc = main(["encode", "--model-dir", str(tiny_model_dir), "--orig", str(heb), "--latn", str(latn), "--lang",
+                   "heb_Hebr", "--split", "train", "--output", str(tmp_path / f"p{i}"), "--data-bin",
+                   str(tmp_path / f"d{i}"), "--workers", "1", "--no-progress", *only_lines])
+        err = capsys.readouterr().err
+        assert rc == 3, err
+        assert f"{latn}" in err and "heb_Hebr" in err, err  # the uroman sample fails first, then every line
+        if only_lines:
+            assert f"{latn} does not match {heb} line for line" in err, err
+        assert not (tmp_path / f"d{i}" / "pairing.json").exists()
+    with pytest.raises(SystemExit, match="is --orig itself"):
+        main(["encode", "--model-dir", str(tiny_model_dir), "--orig", str(heb), "--latn", str(heb), "--split",
+              "train", "--output", str(tmp_path / "p"), "--data-bin", str(tmp_path / "d"), "--no-progress"])
+
+
+def test_prepare_latn_input_checks_every_line(tmp_path, capsys, model_dir, romanised):
+    """The issue's case: two swapped lines far from any sample still fail the run, naming the file and lines."""
+    inp, latn_dir = tmp_path / "in", tmp_path / "latn"
+    inp.mkdir()
+    latn_dir.mkdir()
+    orig, latn = romanised["ell_Grek"]
+    latn = list(latn)
+    latn[200], latn[201] = latn[201], latn[200]
+    (inp / "ell_Grek.txt").write_text("\n".join(orig) + "\n", encoding="utf-8")
+    (latn_dir / "ell_Grek.txt").write_text("\n".join(latn) + "\n", encoding="utf-8")
+    rc, err = prepare(capsys, inp, model_dir, tmp_path / "out", "--latn-input", latn_dir, "--latn-check", "5")
+    assert rc == 3, err
+    assert any(f"{latn_dir / 'ell_Grek.txt'}" in line and "201-202" in line for line in error_lines(err)), err
+    rc, err = prepare(capsys, inp, model_dir, tmp_path / "out2", "--latn-input", inp)
+    assert rc == 2 and "is the --input folder itself" in err, err

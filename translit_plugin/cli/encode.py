@@ -58,6 +58,9 @@ class LangJob:
     max_length: int
     overlong: str
     max_chars: int
+    content_check: Any = None  # ContentCheckConfig: every line of --latn against its original (None: off)
+    latn_check: Any = None  # LatnCheckConfig: a sample compared with uroman (None: off)
+    lcode: str | None = None  # uroman code for that comparison
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,9 +88,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-chars", type=int, default=CleanConfig.max_chars,
                         help="drop pairs whose original is longer than this many characters, as prepare; 0 = no "
                         "limit (default: %(default)s)")
+    add_check_arguments(parser)
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
                         help="languages encoded in parallel (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_check_arguments(parser: argparse.ArgumentParser) -> None:
+    """The checks that ``--latn`` is the romanisation of ``--orig`` line for line (README, 'Checking given
+    romanisations')."""
+    from translit_plugin.cli.argtypes import float_in
+    from translit_plugin.cli.prepare import _latn_lines
+    from translit_plugin.prepare.latn_check import LatnCheckConfig
+
+    lc = LatnCheckConfig()
+    parser.add_argument("--content-check", choices=("on", "off"), default="on",
+                        help="check every line of --latn against a cheap romanisation of its --orig line (swapped, "
+                        "shifted or foreign lines fail) (default: %(default)s)")
+    parser.add_argument("--latn-check", type=_latn_lines, default=lc.lines, metavar="N|all",
+                        help="pairs per language also compared with uroman's own romanisation (0 = none, all = every "
+                        f"pair) (default: {lc.lines})")
+    parser.add_argument("--latn-min-similarity", type=float_in(0, 1), default=lc.min_similarity,
+                        help="fail when a compared pair's similarity to uroman (0-1) is below this "
+                        "(default: %(default)s)")
+
+
+def check_configs(args: argparse.Namespace) -> dict[str, Any]:
+    """``LangJob`` fields of the content checks from the command line."""
+    from translit_plugin.prepare.content_check import ContentCheckConfig
+    from translit_plugin.prepare.latn_check import LatnCheckConfig
+
+    lines = getattr(args, "latn_check", 0)
+    return {"content_check": ContentCheckConfig() if getattr(args, "content_check", "off") == "on" else None,
+            "latn_check": LatnCheckConfig(lines=lines, min_similarity=args.latn_min_similarity)
+            if lines != 0 else None}
 
 
 # ------------------------------------------------------------------------------------------------------ one language
@@ -98,7 +132,9 @@ def job_key(job: LangJob) -> str:
     # "max_tokens" is the length budget's old name, kept so languages encoded before the rename stay up to date
     return stable_key({"format": FORMAT, "orig": file_stamp(job.orig), "latn": file_stamp(job.latn),
                        "model": job.model_key, "max_tokens": job.max_length, "overlong": job.overlong,
-                       "max_chars": job.max_chars})
+                       "max_chars": job.max_chars,
+                       **({"checks": [c.__dict__ if c else None for c in (job.content_check, job.latn_check)]
+                           + [job.lcode]} if job.content_check or job.latn_check else {})})
 
 
 def _paths(job: LangJob) -> dict[str, Path]:
@@ -180,9 +216,14 @@ def encode_language(job: LangJob) -> dict[str, Any]:
     dropped: list[int] = []
     truncated = dict.fromkeys(SIDES, 0)
     n = kept = 0
+    content, sample = _checks(job)
     try:
         for n, orig, latn in _pairs_of(job):
             text = {ORIG: orig, LATN: latn}
+            if content is not None:
+                content.add(n, orig, latn)
+            if sample is not None and orig and latn:
+                sample.add(n, orig, latn)
             reason, encoded = _encode_pair(job, enc, text)
             if reason is not None:
                 drops[reason] += 1
@@ -192,6 +233,7 @@ def encode_language(job: LangJob) -> dict[str, Any]:
                 _write_side(handles, job, enc, side, text[side], encoded[side].ids, n)
                 truncated[side] += int(encoded[side].truncated)
             kept += 1
+        checked = _finish_checks(job, content, sample)
     except BaseException:
         for h in handles.values():
             h.close()
@@ -204,7 +246,33 @@ def encode_language(job: LangJob) -> dict[str, Any]:
         os.replace(tmps[name], path)
     return write_done(paths["latn.sizes"], key, {"lang": job.lang, "orig": job.orig, "latn": job.latn, "lines": n,
                                                  "kept": kept, "drops": drops, "dropped_lines": dropped,
-                                                 "truncated": truncated}, marker)
+                                                 "truncated": truncated, **checked}, marker)
+
+
+def _checks(job: LangJob) -> tuple[Any, Any]:
+    """The every-line check and the uroman sample of one language (None where off)."""
+    content = sample = None
+    if job.content_check is not None:
+        from translit_plugin.prepare.content_check import ContentCheck
+
+        content = ContentCheck(job.lang, job.orig, job.latn, job.content_check)
+    if job.latn_check is not None:
+        from translit_plugin.prepare.latn_check import PairSample
+
+        sample = PairSample(job.lang, job.latn_check)
+    return content, sample
+
+
+def _finish_checks(job: LangJob, content: Any, sample: Any) -> dict[str, Any]:
+    """Results of both checks for the record; raises (exit status 3) naming the file and lines that fail."""
+    out: dict[str, Any] = {}
+    if sample is not None and sample.items:  # the uroman sample first (its message shows the lines), then every line
+        from translit_plugin.prepare.latn_check import check_sample
+
+        out["latn_check"] = check_sample(job.lang, Path(job.orig), Path(job.latn), sample, job.lcode, job.latn_check)
+    if content is not None:
+        out["content_check"] = content.finish()
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------- the split
@@ -215,6 +283,9 @@ def pair_inputs(orig: Path, latn: Path, lang: str | None, langs: list[str] | Non
 
     if orig.is_dir() != latn.is_dir():
         raise SystemExit(f"--orig {orig} and --latn {latn}: give two directories or two files")
+    if orig.exists() and latn.exists() and orig.resolve() == latn.resolve():
+        raise SystemExit(f"--latn {latn} is --orig itself: the Latin side would be the original text; give its "
+                         "romanisation (`translit-ppa transliterate` writes it)")
     if orig.is_dir():
         if lang is not None:
             raise SystemExit("--lang is for single files; directories name their languages ({lang_Script}.txt)")
@@ -328,12 +399,13 @@ def _looks_like_encode_data_bin(data_bin: Path) -> bool:
 
 def encode_split(pairs: dict[str | None, tuple[Path, Path]], split: str, model_dir: Path, out: Path, data_bin: Path,
                  max_length: int = DEFAULT_MAX_LENGTH, overlong: str = "truncate", max_chars: int = 10000,
-                 workers: int = 1, progress: bool = True) -> dict[str, Any]:
+                 workers: int = 1, progress: bool = True, checks: dict[str, Any] | None = None) -> dict[str, Any]:
     """Encode every language of ``pairs`` and assemble ``OUT/{split}.{orig,latn}``, the split's fingerprint in
     ``DATA/pairing.json``, and its language ids; return the ``OUT/{split}.encode.json`` record.
 
     ``OUT`` and ``DATA`` are held by this run and must be this command's (new, empty, or written by it before):
-    :func:`translit_plugin.core.safe_output.held_output_dir`; nothing is written into anyone else's folder."""
+    :func:`translit_plugin.core.safe_output.held_output_dir`; nothing is written into anyone else's folder.
+    ``checks``: :func:`check_configs` (default: the every-line content check and a uroman sample of 300 pairs)."""
     from contextlib import ExitStack
 
     from translit_plugin.core.safe_output import check_not_input, check_own_folder, held_output_dir
@@ -353,12 +425,12 @@ def encode_split(pairs: dict[str | None, tuple[Path, Path]], split: str, model_d
         for folder, legacy in folders.items():
             stack.enter_context(held_output_dir(folder, ENCODE_COMMAND, legacy))
         return _encode_split_held(pairs, split, model_dir, out, data_bin, max_length, overlong, max_chars, workers,
-                                  progress)
+                                  progress, checks)
 
 
 def _encode_split_held(pairs: dict[str | None, tuple[Path, Path]], split: str, model_dir: Path, out: Path,
                        data_bin: Path, max_length: int, overlong: str, max_chars: int, workers: int,
-                       progress: bool) -> dict[str, Any]:
+                       progress: bool, checks: dict[str, Any] | None = None) -> dict[str, Any]:
     from translit_plugin.core.files import atomic_write_json
     from translit_plugin.core.hashing import sha1_file, stable_key
     from translit_plugin.data.fingerprint import write_pairing
@@ -373,10 +445,16 @@ def _encode_split_held(pairs: dict[str | None, tuple[Path, Path]], split: str, m
         if target.resolve() in inputs:
             raise SystemExit(f"--output {out}: {target} is one of the inputs; choose another output directory")
     model_key = stable_key({"spm": sha1_file(spm_model), "dict": sha1_file(dict_path)})
+    if checks is None:
+        from translit_plugin.prepare.latn_check import LatnCheckConfig
+
+        checks = check_configs(argparse.Namespace(content_check="on", latn_check=LatnCheckConfig.lines,
+                                                  latn_min_similarity=LatnCheckConfig.min_similarity))
     work = out / ".work" / split
     jobs = [LangJob(lang=lang or "all", orig=str(o), latn=str(la), prefix=str(work / (lang or "all")),
                     spm_model=str(spm_model), dict_path=str(dict_path), model_key=model_key, max_length=max_length,
-                    overlong=overlong, max_chars=max_chars) for lang, (o, la) in pairs.items()]
+                    overlong=overlong, max_chars=max_chars, lcode=_lcode(lang), **checks)
+            for lang, (o, la) in pairs.items()]
     records = _encode_languages(jobs, split, workers, progress)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -401,6 +479,16 @@ def _encode_split_held(pairs: dict[str | None, tuple[Path, Path]], split: str, m
     return summary
 
 
+def _lcode(lang: str | None) -> str | None:
+    """uroman code of a ``lang_Script`` (None: no code, for inputs without a language or an unusual name)."""
+    from translit_plugin.transliterate import uroman_code
+
+    try:
+        return uroman_code(lang) if lang else None
+    except ValueError:
+        return None
+
+
 def run(args: argparse.Namespace) -> int:
     from translit_plugin.cli.prepare import warn_deprecated
     from translit_plugin.prepare.chunks import AlignmentError
@@ -411,7 +499,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         encode_split(pairs, args.split, args.model_dir, args.output, args.data_bin, max_length=args.max_length,
                      overlong=args.overlong, max_chars=args.max_chars, workers=args.workers,
-                     progress=not args.no_progress)
+                     progress=not args.no_progress, checks=check_configs(args))
     except AlignmentError as e:
         logger.error("alignment check failed: %s", e)
         return 3

@@ -99,6 +99,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tr.add_argument("--latn-min-similarity", type=float_in(0, 1), default=lc.min_similarity,
                     help="with --latn-input: fail when a checked pair's similarity to uroman (0-1, character-level) is "
                     "below this (default: %(default)s)")
+    tr.add_argument("--content-check", choices=("on", "off"), default="on",
+                    help="with --latn-input: check every line against a cheap romanisation of its original (swapped, "
+                    "shifted or foreign lines fail; README, 'Checking given romanisations') (default: %(default)s)")
     tr.add_argument("--uroman-code", action="append", default=[], metavar="LANG=CODE",
                     help="override the uroman code derived from lang_Script (repeatable; CODE 'none' = no code)")
     tr.add_argument("--no-lang-code", action="store_true",
@@ -147,6 +150,7 @@ def _parse_codes(items: list[str]) -> dict[str, str | None]:
 def run(args: argparse.Namespace) -> int:
     from translit_plugin.core.safe_output import UnsafeOutputError, check_not_input
     from translit_plugin.prepare.clean import CleanConfig
+    from translit_plugin.prepare.content_check import ContentCheckConfig
     from translit_plugin.prepare.latn_check import LatnCheckConfig
     from translit_plugin.prepare.pipeline import PrepareConfig, PrepareInputError, run_prepare
     from translit_plugin.prepare.sample import SampleConfig
@@ -186,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
         verify_translit=args.verify_translit,
         progress=not args.no_progress,
         latn_check=LatnCheckConfig(lines=args.latn_check, min_similarity=args.latn_min_similarity, seed=args.seed),
+        content_check=ContentCheckConfig(enabled=args.content_check == "on"),
         allow_unknown_lang=args.allow_unknown_lang,
         skip_unrecognized_files=args.skip_unrecognized_files,
         allow_empty_lang=args.allow_empty_lang,

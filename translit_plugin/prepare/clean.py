@@ -22,6 +22,7 @@ from translit_plugin.core.lines import iter_raw_lines, to_single_line
 from translit_plugin.prepare.records import read_done, write_done
 
 if TYPE_CHECKING:
+    from translit_plugin.prepare.content_check import ContentCheck, ContentCheckConfig
     from translit_plugin.prepare.latn_check import LatnCheckConfig, PairSample
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ COUNTS = ("input_lines", "empty", "too_short", "too_long", "duplicate", "modifie
 
 def clean_language(src: Path, out: Path, lang: str, cfg: CleanConfig, progress: bool = True,
                    latn_src: Path | None = None, latn_check: LatnCheckConfig | None = None,
-                   lcode: str | None = None) -> dict[str, Any]:
+                   lcode: str | None = None, content: ContentCheckConfig | None = None) -> dict[str, Any]:
     """Clean one language file (skipped when ``out`` is up to date); return the stage record with counts.
 
     With ``latn_src`` (a given transliteration, line i of it = line i of ``src``) both files are read in lockstep and
@@ -49,13 +50,17 @@ def clean_language(src: Path, out: Path, lang: str, cfg: CleanConfig, progress: 
     raise :class:`~translit_plugin.prepare.chunks.AlignmentError` (e.g. a tool that split a line at U+2028).  With
     ``latn_check`` (a :class:`~translit_plugin.prepare.latn_check.LatnCheckConfig`) a sample of the pairs is compared
     with uroman (language code ``lcode``); a mismatch raises
-    :class:`~translit_plugin.prepare.latn_check.LatnMismatchError`.
+    :class:`~translit_plugin.prepare.latn_check.LatnMismatchError`.  With ``content`` (on by default in ``prepare``)
+    every pair is checked by :mod:`translit_plugin.prepare.content_check` (swapped, shifted or foreign lines raise
+    :class:`~translit_plugin.prepare.content_check.LatnContentError`).
 
     Up to date means: same content (sha256) of the input files and same options; sizes and mtimes do not count.
     """
     check = latn_check if latn_src is not None and latn_check is not None and latn_check.lines != 0 else None
+    every_line = content if latn_src is not None and content is not None and content.enabled else None
     key = stable_key({"input": sha256_file(src), "latn": sha256_file(latn_src) if latn_src else None,
-                      "cfg": cfg.__dict__, "latn_check": (check.__dict__, lcode) if check else None, "version": 2})
+                      "cfg": cfg.__dict__, "latn_check": (check.__dict__, lcode) if check else None, "version": 2,
+                      **({"content_check": every_line.__dict__} if every_line else {})})
     record = read_done(out, key)
     if record is not None:
         logger.info("clean %s: up to date (%d lines kept)", lang, record["kept"])
@@ -65,28 +70,36 @@ def clean_language(src: Path, out: Path, lang: str, cfg: CleanConfig, progress: 
         from translit_plugin.prepare.latn_check import PairSample
 
         sample = PairSample(lang, check)
+    lines = None
+    if every_line is not None:
+        from translit_plugin.prepare.content_check import ContentCheck
+
+        lines = ContentCheck(lang, str(src), str(latn_src), every_line)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_path(out)
-    counts = _write_clean(src, latn_src, tmp, lang, cfg, sample, progress)
-    checked = None
-    if sample is not None:
-        from translit_plugin.prepare.latn_check import check_sample
+    counts = _write_clean(src, latn_src, tmp, lang, cfg, sample, progress, lines)
+    checked = content_summary = None
+    try:  # the uroman sample first (its message shows the lines), then every line
+        if sample is not None:
+            from translit_plugin.prepare.latn_check import check_sample
 
-        try:
             checked = check_sample(lang, src, latn_src, sample, lcode, check)
-        except Exception:
-            tmp.unlink(missing_ok=True)
-            raise
+        if lines is not None:
+            content_summary = lines.finish()
+    except Exception:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, out)
     logger.info("clean %s: %d lines -> %d kept (%d empty, %d too long, %d duplicates, %d modified, %d with invalid "
                 "UTF-8)", lang, counts["input_lines"], counts["kept"], counts["empty"], counts["too_long"],
                 counts["duplicate"], counts["modified"], counts["invalid_utf8"])
     return write_done(out, key, {"lang": lang, "input": str(src), "latn_input": str(latn_src) if latn_src else None,
-                                 "latn_check": checked, **counts})
+                                 "latn_check": checked,
+                                 **({"content_check": content_summary} if content_summary else {}), **counts})
 
 
 def _write_clean(src: Path, latn_src: Path | None, tmp: Path, lang: str, cfg: CleanConfig,
-                 sample: PairSample | None, progress: bool) -> dict[str, int]:
+                 sample: PairSample | None, progress: bool, lines: ContentCheck | None = None) -> dict[str, int]:
     """Stream ``src`` (and ``latn_src``) into ``tmp``: the kept lines (``original<TAB>latin`` with a given
     transliteration, whose pairs also go to ``sample``); return the counts."""
     from tqdm import tqdm
@@ -119,6 +132,8 @@ def _write_clean(src: Path, latn_src: Path | None, tmp: Path, lang: str, cfg: Cl
                 f.write("\t" + latn)
                 if sample is not None:
                     sample.add(counts["input_lines"], line, latn)
+                if lines is not None:
+                    lines.add(counts["input_lines"], line, latn)
             f.write("\n")
             counts["kept"] += 1
         bar.update(total - bar.n)

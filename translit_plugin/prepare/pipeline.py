@@ -35,6 +35,7 @@ from translit_plugin.prepare.chunks import (
     process_run,
 )
 from translit_plugin.prepare.clean import CleanConfig, clean_language
+from translit_plugin.prepare.content_check import ContentCheckConfig
 from translit_plugin.prepare.groups import LanguageGroup, load_group
 from translit_plugin.prepare.latn_check import LatnCheckConfig
 from translit_plugin.prepare.records import read_done, write_done
@@ -79,6 +80,7 @@ class PrepareConfig:
     verify_translit: int = 50
     progress: bool = True
     latn_check: LatnCheckConfig = field(default_factory=LatnCheckConfig)  # --latn-input pairs compared with uroman
+    content_check: ContentCheckConfig = field(default_factory=ContentCheckConfig)  # --latn-input: every line
     allow_unknown_lang: bool = False  # accept codes that are not ISO 639-3 / ISO 15924 (with a warning)
     skip_unrecognized_files: bool = False  # skip (with a warning) input files not named {lang_Script}.txt
     allow_empty_lang: bool = False  # a language without usable lines is a warning, not an error
@@ -266,6 +268,9 @@ def check_options(cfg: PrepareConfig) -> None:
     if not 0 <= cfg.shard_id < cfg.num_shards:
         raise ValueError(f"--shard-id {cfg.shard_id} must be in 0..{cfg.num_shards - 1} for --num-shards "
                          f"{cfg.num_shards}")
+    if cfg.latn_input is not None and cfg.latn_input.resolve() == cfg.input.resolve():
+        raise PrepareInputError(f"--latn-input {cfg.latn_input} is the --input folder itself: the Latin side would be "
+                                "the original text; give the folder of its romanisations")
 
 
 def check_sampling(sample: SampleConfig) -> None:
@@ -321,7 +326,8 @@ def clean_stage(cfg: PrepareConfig, inputs: PrepareInputs, work: Path) -> dict[s
     """Stage 1 for every language: ``{lang: clean record}``."""
     latn_files = discover_languages(cfg.latn_input, inputs.langs) if cfg.latn_input else {}
     return {lang: clean_language(inputs.files[lang], work / "clean" / f"{lang}.txt", lang, cfg.clean, cfg.progress,
-                                 latn_files.get(lang), cfg.latn_check, inputs.lcodes[lang]) for lang in inputs.langs}
+                                 latn_files.get(lang), cfg.latn_check, inputs.lcodes[lang], cfg.content_check)
+            for lang in inputs.langs}
 
 
 def check_not_empty(cfg: PrepareConfig, inputs: PrepareInputs, clean_records: dict[str, dict]) -> None:
@@ -518,6 +524,8 @@ def _language_entry(lang: str, inputs: PrepareInputs, clean: dict, sample: dict,
     }
     if clean.get("latn_check"):
         entry["latn_check"] = clean["latn_check"]
+    if clean.get("content_check"):
+        entry["content_check"] = clean["content_check"]
     for split in SPLITS:
         recs = [records[t.name] for t in tasks if t.lang == lang and t.split == split]
         entry[split] = {

@@ -291,11 +291,19 @@ def pair_inputs(orig: Path, latn: Path, lang: str | None, langs: list[str] | Non
             raise SystemExit("--lang is for single files; directories name their languages ({lang_Script}.txt)")
         files = discover_languages(orig, langs)
         latn_files = discover_languages(latn, list(files))
-        return {k: (files[k], latn_files[k]) for k in files}
-    for p in (orig, latn):
-        if not p.is_file():
-            raise SystemExit(f"{p}: no such file")
-    return {lang: (orig, latn)}
+        pairs: dict[str | None, tuple[Path, Path]] = {k: (files[k], latn_files[k]) for k in files}
+    else:
+        for p in (orig, latn):
+            if not p.is_file():
+                raise SystemExit(f"{p}: no such file")
+        pairs = {lang: (orig, latn)}
+    from translit_plugin.prepare.content_check import same_text_error
+
+    for key, (o, la) in pairs.items():
+        problem = same_text_error(str(o), str(la), key)
+        if problem:
+            raise SystemExit(problem)
+    return pairs
 
 
 def _lang_table(data_bin: Path, langs: list[str]) -> list[str]:

@@ -57,6 +57,12 @@ def clean_language(src: Path, out: Path, lang: str, cfg: CleanConfig, progress: 
     Up to date means: same content (sha256) of the input files and same options; sizes and mtimes do not count.
     """
     check = latn_check if latn_src is not None and latn_check is not None and latn_check.lines != 0 else None
+    if latn_src is not None:
+        from translit_plugin.prepare.content_check import LatnContentError, same_text_error
+
+        problem = same_text_error(str(src), str(latn_src), lang)
+        if problem:
+            raise LatnContentError(f"{lang}: {problem}")
     every_line = content if latn_src is not None and content is not None and content.enabled else None
     key = stable_key({"input": sha256_file(src), "latn": sha256_file(latn_src) if latn_src else None,
                       "cfg": cfg.__dict__, "latn_check": (check.__dict__, lcode) if check else None, "version": 2,

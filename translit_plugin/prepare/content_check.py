@@ -107,6 +107,23 @@ def _non_latin(text: str) -> bool:
                for c in text)
 
 
+def same_text_error(orig_path: str, latn_path: str, lang: str | None) -> str | None:
+    """Why ``latn_path`` cannot be the romanisation of ``orig_path`` when both hold the same bytes (None when it can:
+    text in Latin script, e.g. English, is its own romanisation).  Checked whatever ``--content-check`` says."""
+    import filecmp
+
+    if lang is not None and lang.endswith("_Latn"):
+        return None
+    if not filecmp.cmp(orig_path, latn_path, shallow=False):
+        return None
+    with open(orig_path, encoding="utf-8", errors="replace") as f:
+        head = f.read(1 << 20)
+    if not _non_latin(head):
+        return None
+    return (f"{latn_path} holds the same text as {orig_path}, which is not in Latin script: the Latin side would be "
+            "the original; give its romanisation (`translit-ppa transliterate` writes it)")
+
+
 @dataclass
 class _Line:
     n: int

@@ -265,3 +265,19 @@ def test_prepare_latn_input_checks_every_line(tmp_path, capsys, model_dir, roman
     rc, err = prepare(capsys, inp, model_dir, tmp_path / "out3", "--latn-input", copy, "--content-check", "off",
                       "--latn-check", "0")
     assert rc == 3 and "holds the same text as" in err, err
+
+
+def test_nfd_file_gives_the_same_transliterate_output(tmp_path, capsys):
+    pytest.importorskip("uroman")
+    nfc = write_input(tmp_path / "nfc", langs=NFD_LANGS, n=20)
+    nfd = tmp_path / "nfd"
+    nfd.mkdir()
+    for f in nfc.iterdir():
+        (nfd / f.name).write_text(unicodedata.normalize("NFD", f.read_text(encoding="utf-8")), encoding="utf-8")
+    for inp in (nfc, nfd):
+        rc = main(["transliterate", "--input", str(inp), "--output", str(tmp_path / f"out_{inp.name}"), "--workers",
+                   "1", "--no-progress"])
+        assert rc == 0, capsys.readouterr().err
+    for lang in NFD_LANGS:
+        a = (tmp_path / "out_nfc" / f"{lang}.txt").read_bytes()
+        assert a and a == (tmp_path / "out_nfd" / f"{lang}.txt").read_bytes(), lang

@@ -281,3 +281,10 @@ def test_nfd_file_gives_the_same_transliterate_output(tmp_path, capsys):
     for lang in NFD_LANGS:
         a = (tmp_path / "out_nfc" / f"{lang}.txt").read_bytes()
         assert a and a == (tmp_path / "out_nfd" / f"{lang}.txt").read_bytes(), lang
+
+
+def test_transliterate_refuses_uroman_code_for_a_language_not_in_the_run(tmp_path):
+    inp = write_input(tmp_path / "in", langs=("ell_Grek",), n=3)
+    with pytest.raises(SystemExit, match=r"--uroman-code for rus_Cyrl: not a language of this run"):
+        main(["transliterate", "--input", str(inp), "--output", str(tmp_path / "out"), "--uroman-code",
+              "rus_Cyrl=rus", "--no-progress"])

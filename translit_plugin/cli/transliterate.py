@@ -321,6 +321,10 @@ def run(args: argparse.Namespace) -> int:
         if outputs[lang].resolve() == src.resolve():
             raise SystemExit(f"--output {args.output}: would overwrite the input {src}; choose another directory")
     overrides = _parse_codes(args.uroman_code)
+    stray = sorted(set(overrides) - set(files))
+    if stray:  # a misspelt language would silently keep its derived code
+        raise SystemExit(f"--uroman-code for {', '.join(stray)}: not a language of this run ({', '.join(files)}); "
+                         "check the spelling (lang_Script, e.g. arz_Arab=ara) or drop the flag")
     lcodes: dict[str, str | None] = {}
     for lang in files:
         if args.no_lang_code:

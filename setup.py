@@ -14,9 +14,9 @@ setup(
     # build isolation); they are not listed here so that `pip install -e .` never pulls a CUDA torch.
     install_requires=["sentencepiece", "numpy", "tqdm", "safetensors"],
     extras_require={
-        "prepare": ["uroman"],
+        "prepare": ["uroman", "anyascii"],
         "hf": ["transformers"],
-        "eval": ["seqeval", "scikit-learn", "matplotlib"],
+        "eval": ["seqeval", "scikit-learn", "matplotlib", "anyascii"],
         "dev": ["pytest", "ruff"],
     },
     entry_points={"console_scripts": ["translit-ppa = translit_plugin.cli:main"]},

@@ -63,34 +63,41 @@ def read_dev(dev: Path, n: int) -> dict[str, tuple[list[str], list[str]]]:
     return {lang: (text[lang][:m], text[ENGLISH][:m]) for lang in langs if lang != ENGLISH}
 
 
-def read_heldout(root: Path, n: int, prefix: str = "gettext") -> dict[str, tuple[list[str], list[str]]]:
-    """``{lang: (sentences, English translations)}`` from ``{prefix}.{L}-eng_Latn.{L}`` / ``.eng_Latn`` pairs."""
+def read_heldout(root: Path, n: int, prefix: str = "gettext",
+                 min_pairs: int = 100) -> dict[str, tuple[list[str], list[str]]]:  # fmt: skip
+    """``{lang: (sentences, English translations)}`` from ``{prefix}.{L}-eng_Latn.{L}`` / ``.eng_Latn`` pairs;
+    a language with fewer than ``min_pairs`` pairs is left out (one hit would move its top-1 by > 1 point)."""
     out = {}
     for f in sorted(root.glob(f"{prefix}.*-{ENGLISH}.{ENGLISH}")):
         lang = f.name[len(prefix) + 1 : -len(f"-{ENGLISH}.{ENGLISH}")]
         if not _LANG.fullmatch(lang) or lang == ENGLISH:
             continue
-        native = _read_lines(root / f"{prefix}.{lang}-{ENGLISH}.{lang}")[:n]
-        eng = _read_lines(f)[:n]
+        native = _read_lines(root / f"{prefix}.{lang}-{ENGLISH}.{lang}")
+        eng = _read_lines(f)
         if len(native) != len(eng):
             raise SystemExit(f"{f}: {len(eng)} lines but its {lang} side has {len(native)}")
-        out[lang] = (native, eng)
+        if len(native) < min_pairs:
+            logger.warning("%s: %s has only %d pairs (< %d): left out", root, lang, len(native), min_pairs)
+            continue
+        out[lang] = (native[:n], eng[:n])
     if not out:
         raise SystemExit(f"{root}: no {prefix}.L-{ENGLISH}.L files")
     return out
 
 
-def romanise(data: dict[str, tuple[list[str], list[str]]]) -> dict[str, dict[str, list[str]]]:
-    """``{scheme: {lang: romanised sentences}}`` for uroman (the training's scheme) and anyascii (never trained on)."""
-    from anyascii import anyascii
-
+def romanise(data: dict[str, tuple[list[str], list[str]]], schemes=ROMANISATIONS) -> dict[str, dict[str, list[str]]]:
+    """``{scheme: {lang: romanised sentences}}`` for uroman (the training's scheme) and, if asked, anyascii (a
+    Unicode-to-ASCII romanisation the training never used)."""
     from translit_plugin.transliterate import Transliterator, uroman_code
 
     translit = Transliterator()
-    out: dict[str, dict[str, list[str]]] = {"uroman": {}, "anyascii": {}}
+    out: dict[str, dict[str, list[str]]] = {"uroman": {}}
     for lang, (native, _) in data.items():
         out["uroman"][lang] = [translit.transliterate(s, uroman_code(lang)) for s in native]
-        out["anyascii"][lang] = [anyascii(s) for s in native]
+    if "anyascii" in schemes:
+        from anyascii import anyascii
+
+        out["anyascii"] = {lang: [anyascii(s) for s in native] for lang, (native, _) in data.items()}
     return out
 
 
@@ -121,9 +128,10 @@ def evaluate_view(hub, data: dict, roman: dict, view: str) -> dict:
         e = emb(("eng", tuple(eng)), eng)
         o = emb(("orig", lang), native)
         u = emb(("uroman", lang), roman["uroman"][lang])
-        a = emb(("anyascii", lang), roman["anyascii"][lang])
         pairs = {"orig2eng": (o, e), "eng2orig": (e, o), "uroman2eng": (u, e), "eng2uroman": (e, u),
-                 "anyascii2eng": (a, e), "orig2uroman": (o, u)}  # fmt: skip
+                 "orig2uroman": (o, u)}  # fmt: skip
+        if "anyascii" in roman:
+            pairs["anyascii2eng"] = (emb(("anyascii", lang), roman["anyascii"][lang]), e)
         out[lang] = {"sentences": len(native)}
         for name, (q, d) in pairs.items():
             acc = topk_accuracy(q, d, ks=(1, 10))
@@ -131,7 +139,7 @@ def evaluate_view(hub, data: dict, roman: dict, view: str) -> dict:
     return out
 
 
-def summarise(results: dict, sets: list[str]) -> dict:
+def summarise(results: dict, sets: list[str], schemes=ROMANISATIONS) -> dict:
     """Averages over the non-Latin languages (and all languages) per set, view and model, with romanised/native."""
     summary: dict = {}
     for set_name in sets:
@@ -140,20 +148,22 @@ def summarise(results: dict, sets: list[str]) -> dict:
             groups = {"Avg non-Latin": [lg for lg in langs if not lg.endswith("_Latn")], "Average": langs}
             for label, group in groups.items():
                 row = summary.setdefault(set_name, {}).setdefault(view, {}).setdefault(label, {})
-                for metric in (m + "_top1" for m in METRICS):
+                for metric in (m + "_top1" for m in METRICS if "anyascii" not in m or "anyascii" in schemes):
                     row[metric] = {m: sum(100 * results[m][set_name][view][lg][metric] for lg in group) / len(group)
                                    for m in ("start", "aligned")}  # fmt: skip
-                for scheme in ROMANISATIONS:
+                for scheme in schemes:
                     row[f"{scheme}_over_native"] = {m: row[f"{scheme}2eng_top1"][m] / max(row["orig2eng_top1"][m], 1e-9)
                                                     for m in ("start", "aligned")}  # fmt: skip
     return summary
 
 
-def table(results: dict, summary: dict, set_name: str, describe: dict[str, str]) -> str:
-    """Per-language rows; for each view, start -> aligned of orig/uroman/anyascii -> English (top-1 %)."""
+def table(results: dict, summary: dict, set_name: str, describe: dict[str, str], schemes=ROMANISATIONS) -> str:
+    """Per-language rows; for each view, start -> aligned of orig/uroman(/anyascii) -> English (top-1 %)."""
     langs = list(results["start"][set_name]["use"])
-    head1 = f"{'':<14}" + "".join(f"| {'view ' + v + ': ' + describe[v]:<71}" for v in VIEWS)
-    head2 = f"{'language':<14}" + "".join("| " + "".join(f"{c:>23}" for _, c in TABLE_COLS) + "  " for _ in VIEWS)
+    cols = [c for c in TABLE_COLS if "anyascii" not in c[0] or "anyascii" in schemes]
+    width = 23 * len(cols) + 2
+    head1 = f"{'':<14}" + "".join(f"| {'view ' + v + ': ' + describe[v]:<{width}}" for v in VIEWS)
+    head2 = f"{'language':<14}" + "".join("| " + "".join(f"{c:>23}" for _, c in cols) + "  " for _ in VIEWS)
     lines = [head1, head2, "-" * len(head2)]
 
     def cell(pair: tuple[float, float]) -> str:
@@ -163,31 +173,32 @@ def table(results: dict, summary: dict, set_name: str, describe: dict[str, str])
         row = f"{lang:<14}"
         for view in VIEWS:
             r = {m: results[m][set_name][view][lang] for m in ("start", "aligned")}
-            row += "| " + "".join(cell((100 * r["start"][c], 100 * r["aligned"][c])) for c, _ in TABLE_COLS) + "  "
+            row += "| " + "".join(cell((100 * r["start"][c], 100 * r["aligned"][c])) for c, _ in cols) + "  "
         lines.append(row)
     for label in ("Avg non-Latin", "Average"):
         row = f"{label:<14}"
         for view in VIEWS:
             s = summary[set_name][view][label]
-            row += "| " + "".join(cell((s[c]["start"], s[c]["aligned"])) for c, _ in TABLE_COLS) + "  "
+            row += "| " + "".join(cell((s[c]["start"], s[c]["aligned"])) for c, _ in cols) + "  "
         lines.append(row)
     row = f"{'roman/native':<14}"
     for view in VIEWS:
         s = summary[set_name][view]["Avg non-Latin"]
-        ratios = (s[f"{k}_over_native"] for k in ROMANISATIONS)
+        ratios = (s[f"{k}_over_native"] for k in schemes)
         row += "| " + " " * 23 + "".join(f"{r['start']:>14.2f} -> {r['aligned']:>5.2f} " for r in ratios) + "  "
     lines.append(row)
     return "\n".join(lines)
 
 
-def plot(results: dict, summary: dict, sets: list[str], out: Path) -> None:
+def plot(results: dict, summary: dict, sets: list[str], out: Path, schemes=ROMANISATIONS) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(len(sets), len(VIEWS), figsize=(14, 4.2 * len(sets)), squeeze=False)
-    cols = [c for c, _ in TABLE_COLS]
+    shown = [c for c in TABLE_COLS if "anyascii" not in c[0] or "anyascii" in schemes]
+    cols = [c for c, _ in shown]
     for i, set_name in enumerate(sets):
         for j, view in enumerate(VIEWS):
             ax = axes[i][j]
@@ -195,7 +206,7 @@ def plot(results: dict, summary: dict, sets: list[str], out: Path) -> None:
             x = range(len(cols))
             for off, name, color in ((-0.2, "start", "#999999"), (0.2, "aligned", "#1f77b4")):
                 ax.bar([k + off for k in x], [s[c][name] for c in cols], width=0.4, label=name, color=color)
-            ax.set_xticks(list(x), [label for _, label in TABLE_COLS])
+            ax.set_xticks(list(x), [label for _, label in shown])
             ax.set_ylim(0, 100)
             ax.set_title(f"{set_name}, view '{view}': top-1 %, avg of non-Latin languages")
             if j == 0:
@@ -219,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--max-sentences", type=int, default=500, help="per language and set")
     p.add_argument("--skip-start", type=Path, default=None, help="reuse the start model's results from this JSON")
+    p.add_argument("--romanisations", nargs="+", choices=ROMANISATIONS, default=list(ROMANISATIONS),
+                   help="uroman (the training's) and anyascii (never trained on) (default: both)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
 
@@ -228,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     sets = {"dev": read_dev(args.dev, args.max_sentences)}
     if args.heldout:
         sets["heldout"] = read_heldout(Path(args.heldout), args.max_sentences)
-    roman = {name: romanise(data) for name, data in sets.items()}
+    schemes = tuple(dict.fromkeys(["uroman", *args.romanisations]))
+    roman = {name: romanise(data, schemes) for name, data in sets.items()}
 
     results: dict = {}
     describe: dict[str, str] = {}
@@ -246,18 +260,18 @@ def main(argv: list[str] | None = None) -> int:
     if previous is not None and previous.get("views") and previous["views"] != describe:
         raise SystemExit(f"--skip-start was read in other views ({previous['views']}) than this model ({describe})")
 
-    summary = summarise(results, list(sets))
+    summary = summarise(results, list(sets), schemes)
     for set_name, data in sets.items():
         n = min(len(v[0]) for v in data.values())
         print(f"\n{set_name}: retrieval of English translations (top-1 %, start -> aligned, change), "
               f"{n}-{max(len(v[0]) for v in data.values())} sentences per language")  # fmt: skip
-        print(table(results, summary, set_name, describe))
+        print(table(results, summary, set_name, describe, schemes))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "demo_results.json").write_text(
         json.dumps({"views": describe, "sets": {k: {lg: len(v[0]) for lg, v in d.items()} for k, d in sets.items()},
                     "results": results, "summary": summary}, indent=1) + "\n"  # fmt: skip
     )
-    plot(results, summary, list(sets), args.out / "demo_retrieval.png")
+    plot(results, summary, list(sets), args.out / "demo_retrieval.png", schemes)
     print(f"\nwrote {args.out / 'demo_results.json'} and {args.out / 'demo_retrieval.png'}")
     return 0
 

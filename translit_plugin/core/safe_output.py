@@ -25,6 +25,7 @@ and exits with status 2.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import os
@@ -174,6 +175,34 @@ def staged_dir(out_dir: str | os.PathLike, force: bool, inputs: Iterable[str | o
     check_not_input(out_dir, inputs)
     check_replaceable_dir(out_dir, force, marker, command)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with _held_target(out_dir, command):
+        yield from _staged_in(out_dir, force, marker, command)
+
+
+@contextmanager
+def _held_target(out_dir: Path, command: str) -> Iterator[None]:
+    """One run at a time writes ``out_dir``: an exclusive ``flock`` on the sibling ``.NAME.lock`` (removed after), so a
+    second convert / trim / untrim / export into the same path fails at once instead of the last writer winning."""
+    import fcntl
+
+    lock = out_dir.parent / f".{out_dir.name}.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputBusyError(f"{out_dir} is being written by another {command} run; wait for it to finish or "
+                                  "choose another output path") from None
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(lock)
+    finally:
+        os.close(fd)
+
+
+def _staged_in(out_dir: Path, force: bool, marker: str, command: str) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     give_umask_permissions(tmp)
     try:

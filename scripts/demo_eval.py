@@ -112,6 +112,26 @@ def _load(spec: Path, assets: Path | None):
                            dictionary=assets / "dict.txt")  # fmt: skip
 
 
+def probe_layer(hub) -> int:
+    """The probe's layer: 8 (the paper's, for 12-layer models), or the middle + 1 of a smaller model."""
+    return 8 if hub.num_layers >= 12 else hub.num_layers // 2 + 1
+
+
+def view_layer(hub, view: str) -> int | None:
+    """The layer override of ``view`` for ``hub``: the probe layer where the view is the probe (also a model without
+    a use setting), else None (the use setting's layer)."""
+    from translit_plugin.core.use_settings import PROBE
+
+    return probe_layer(hub) if view == "probe" or hub.use is PROBE else None
+
+
+def describe_view(hub, view: str) -> str:
+    layer = view_layer(hub, view)
+    text = hub.view(view).describe(hub.num_layers) if layer is None or layer == 8 else \
+        hub.view(view).describe().replace("layer 8", f"layer {layer}")
+    return text
+
+
 def evaluate_view(hub, data: dict, roman: dict, view: str) -> dict:
     """Top-1/top-10 of every metric for every language of one set, the vectors read in ``view``."""
     from translit_plugin.evaluation.retrieval import topk_accuracy
@@ -120,7 +140,7 @@ def evaluate_view(hub, data: dict, roman: dict, view: str) -> dict:
 
     def emb(key: tuple, lines: list[str]):
         if key not in cache:
-            cache[key] = hub.embed(lines, view=view, progress=False)
+            cache[key] = hub.embed(lines, view=view, layer=view_layer(hub, view), progress=False)
         return cache[key]
 
     out: dict = {}
@@ -252,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             results["start"] = previous["results"]["start"]
             continue
         hub = _load(spec, assets)
-        describe = {view: hub.view(view).describe(hub.num_layers) for view in VIEWS}
+        describe = {view: describe_view(hub, view) for view in VIEWS}
         results[name] = {set_name: {view: evaluate_view(hub, data, roman[set_name], view) for view in VIEWS}
                          for set_name, data in sets.items()}  # fmt: skip
         logger.info("%s evaluated (%s)", name, "; ".join(f"{v}: {d}" for v, d in describe.items()))

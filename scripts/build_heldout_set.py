@@ -48,6 +48,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from build_demo_corpus import _BIDI_CONTROLS, _SPACE_BEFORE_PUNCT, script_fraction  # noqa: E402  (the same rules)
+
 logger = logging.getLogger("build_heldout_set")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,9 +102,7 @@ _EMPTY_PAIRS = re.compile(
     r"\(\s*\)|\[\s*\]|<\s*/?\s*>|「\s*」|“\s*”|‘\s*’|\"\s*\"|«\s*»|（\s*）|《\s*》|『\s*』|„\s*“|‚\s*[‘’]|"
     r"”\s*”|’\s*’|»\s*«|\s*'\s*'|`\s*'"
 )
-_SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.;:!?،؛؟、。，：；！？])")
 # bidi marks/embeddings/isolates, BOM, word joiner (ZWJ/ZWNJ stay: Persian and others spell words with them)
-_BIDI_CONTROLS = set("\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff\u2060")
 
 RULES = [
     "entries: header, plural entries (msgid_plural) and empty msgstr skipped; msgctxt (\\x04) context removed",
@@ -219,24 +220,6 @@ def read_entries(paths: list[Path]) -> tuple[list[Entry], Counter]:
 # ----------------------------------------------------------------------------------------------------------------
 # Cleaning
 # ----------------------------------------------------------------------------------------------------------------
-def _script_of(ch: str) -> str | None:
-    try:
-        name = unicodedata.name(ch)
-    except ValueError:
-        return None
-    if name.startswith(("CJK", "HALFWIDTH", "FULLWIDTH", "IDEOGRAPHIC")):
-        return "CJK"
-    return name.split(" ", 1)[0]
-
-
-def script_fraction(text: str, script: str) -> float:
-    """Fraction of the letters in ``text`` that belong to ``script`` (0 when there are no letters)."""
-    letters = [c for c in text if c.isalpha()]
-    if not letters:
-        return 0.0
-    return sum(1 for c in letters if _script_of(c) == script) / len(letters)
-
-
 def normalize_line(text: str) -> str:
     """Whitespace collapsed and NFC: the form used to compare with the demo corpus."""
     return unicodedata.normalize("NFC", " ".join(text.split()))

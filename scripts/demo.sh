@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 OUT=${DEMO_OUT:-demo-out}
 UPDATES=${DEMO_UPDATES:-200}
 LR=${DEMO_LR:-3e-4}  # DEMO_UPDATES=1200 DEMO_LR=4e-4 DEMO_EVAL_SENTENCES=300: the README's goal run (see RESULTS)
-EVAL_SENTENCES=${DEMO_EVAL_SENTENCES:-150}
+EVAL_SENTENCES=${DEMO_EVAL_SENTENCES:-120}
 ROMANISATIONS=${DEMO_ROMANISATIONS:-uroman}  # "uroman anyascii": also a romanisation the training never used
 BIN=.venv/bin
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} TOKENIZERS_PARALLELISM=false

@@ -268,8 +268,13 @@ def main(argv: list[str] | None = None) -> int:
     describe: dict[str, str] = {}
     previous = json.loads(args.skip_start.read_text()) if args.skip_start else None
     for name, spec, assets in (("start", args.start, None), ("aligned", args.checkpoint, args.assets or args.start)):
-        if name == "start" and previous is not None:
-            results["start"] = previous["results"]["start"]
+        if name == "start" and previous is not None:  # only the sets and languages evaluated now
+            old = previous["results"]["start"]
+            missing = [k for k in sets if k not in old]
+            if missing:
+                raise SystemExit(f"--skip-start {args.skip_start} has no results for the set(s) {missing}")
+            results["start"] = {k: {v: {lg: r for lg, r in old[k][v].items() if lg in sets[k]} for v in VIEWS}
+                                for k in sets}  # fmt: skip
             continue
         hub = _load(spec, assets)
         describe = {view: describe_view(hub, view) for view in VIEWS}

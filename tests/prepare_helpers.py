@@ -60,3 +60,27 @@ def build_model_dir(out: Path) -> Path:
     train_sentencepiece([text], spm_model, vocab_size=2000, max_sentences=10000, seed=0)
     write_fairseq_dict(spm_model, dict_txt)
     return out
+
+
+def write_input(d: Path, langs=("ell_Grek", "heb_Hebr"), n: int = 24) -> Path:
+    """``{lang}.txt`` input files of ``n`` demo lines each in ``d``."""
+    d.mkdir(parents=True, exist_ok=True)
+    for lang in langs:
+        (d / f"{lang}.txt").write_text("\n".join(demo_lines(lang, n)) + "\n", encoding="utf-8")
+    return d
+
+
+def run_prepare(capsys, inp: Path, model_dir: Path, out: Path, *extra) -> tuple[int, str]:
+    """``translit-ppa prepare`` of a small input (everything sampled, every pair checked) -> ``(rc, stderr)``."""
+    from translit_plugin.cli import main
+
+    argv = ["prepare", "--input", inp, "--model-dir", model_dir, "--output", out, "--workers", "1",
+            "--valid-size", "0", "--sample-min", "1000000", "--chunk-size", "50", "--no-progress",
+            "--verify-samples", "20", "--verify-translit", "2", *extra]
+    rc = main([str(a) for a in argv])
+    return rc, capsys.readouterr().err
+
+
+def error_lines(err: str) -> list[str]:
+    """What the CLI printed as errors (logging's INFO/WARNING lines also go to stderr)."""
+    return [line for line in err.splitlines() if not line[:4].isdigit()]

@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from prepare_helpers import build_model_dir, demo_lines
-
-from translit_plugin.cli import main
+from prepare_helpers import build_model_dir, demo_lines, error_lines, run_prepare
+from prepare_helpers import write_input as _write_input
 
 pytest.importorskip("uroman")
 pytest.importorskip("fairseq")
@@ -32,24 +31,11 @@ def uroman():
     return Transliterator()
 
 
-def write_input(d: Path, langs=("ell_Grek", "heb_Hebr")) -> Path:
-    d.mkdir(parents=True, exist_ok=True)
-    for lang in langs:
-        (d / f"{lang}.txt").write_text("\n".join(demo_lines(lang, N)) + "\n", encoding="utf-8")
-    return d
+def write_input(d: Path, langs=("ell_Grek", "heb_Hebr"), n: int = N) -> Path:
+    return _write_input(d, langs, n)
 
 
-def prepare(capsys, inp: Path, model_dir: Path, out: Path, *extra) -> tuple[int, str]:
-    argv = ["prepare", "--input", inp, "--model-dir", model_dir, "--output", out, "--workers", "1",
-            "--valid-size", "0", "--sample-min", "1000000", "--chunk-size", "50", "--no-progress",
-            "--verify-samples", "20", "--verify-translit", "2", *extra]
-    rc = main([str(a) for a in argv])
-    return rc, capsys.readouterr().err
-
-
-def error_lines(err: str) -> list[str]:
-    """What the CLI printed as errors (logging's INFO/WARNING lines also go to stderr)."""
-    return [line for line in err.splitlines() if not line[:4].isdigit()]
+prepare = run_prepare
 
 
 def given_latin(inp: Path, latn: Path, uroman, lcode=None) -> dict[str, list[str]]:

@@ -34,6 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "encode": ("translit_plugin.cli.encode", "original + Latin text -> piece files for fairseq-preprocess"),
     "trim-vocab": ("translit_plugin.cli.trim_vocab", "model directory -> one with only the pieces a corpus uses"),
     "untrim": ("translit_plugin.cli.untrim", "model trained on a trimmed vocabulary -> the full start vocabulary"),
+    "train-flags": (
+        "translit_plugin.cli.train_flags",
+        "every fairseq-train flag of the task, the criterion (per loss term) and the model, with default and help",
+    ),
 }
 
 

@@ -1,8 +1,14 @@
-"""``translit-ppa report``: results JSONL file(s) -> paper-style tables (Markdown, LaTeX, CSV) and heatmaps.
+"""``translit-ppa report``: results JSONL file(s) -> paper-style tables (Markdown, LaTeX, CSV) and heatmaps, or
+files in the MTEB results format.
 
 Inputs: one or more files written by ``translit-ppa evaluate``. Outputs in ``--out-dir``: ``report.md`` (tables +
 a "Missing" section listing failed and absent results), ``report.tex`` (booktabs), ``report.csv`` (long format:
 task, metric, source, target, model, mean, std, n_seeds, best) and ``heatmap_{task}_{metric}.png``.
+
+``--format mteb``: ``--out-dir`` is an MTEB results folder (e.g. CACHE/results for ``mteb.ResultCache(CACHE)``);
+written: ``ORG__NAME/REVISION/TASK.json`` per task and ``model_meta.json``. Tatoeba results with English as the
+source go to MTEB's ``Tatoeba`` task (main score: F1 of nearest-neighbour mining, as MTEB computes it); every other
+task to a custom ``TranslitPPA.<task>`` (no MTEB counterpart; said in the file).
 """
 
 from __future__ import annotations
@@ -42,12 +48,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--include-source-in-average", action="store_true",
                         help="average over every target including the source language itself")
     parser.add_argument("--no-heatmaps", action="store_true", help="skip the PNG heatmaps")
+    parser.add_argument("--format", choices=("paper", "mteb"), default="paper",
+                        help="paper: tables and heatmaps (default); mteb: MTEB results files (--models and --tasks "
+                             "then select what is written)")
+    parser.add_argument("--mteb-name", action="append", type=_mteb_name, default=[], metavar="MODEL=ORG/NAME",
+                        help="--format mteb: the MTEB name of a model (default translit-ppa/MODEL)")
+
+
+def _mteb_name(text: str) -> tuple[str, str]:
+    model, sep, name = text.partition("=")
+    if not sep or not model or name.count("/") != 1 or not all(name.split("/")):
+        raise argparse.ArgumentTypeError(f"expected MODEL=ORG/NAME, got {text!r}")
+    return model, name
 
 
 def run(args: argparse.Namespace) -> int:
     from translit_plugin.core.safe_output import UnsafeOutputError, check_file_output, first_line
     from translit_plugin.evaluation.report import write_report
 
+    if args.format == "mteb":
+        return _run_mteb(args)
+    if args.mteb_name:
+        raise ValueError("--mteb-name is for --format mteb")
     # the report files may sit next to the results, but never replace one, nor a file this command did not write
     if args.out_dir.exists() and not args.out_dir.is_dir():
         raise UnsafeOutputError(f"--out-dir {args.out_dir} is a file; give a directory")
@@ -61,4 +83,20 @@ def run(args: argparse.Namespace) -> int:
     )
     for kind, p in paths.items():
         logger.info("%s: %s", kind, p)
+    return 0
+
+
+def _run_mteb(args: argparse.Namespace) -> int:
+    from translit_plugin.core.safe_output import UnsafeOutputError
+    from translit_plugin.evaluation.mteb_results import write_mteb_results
+
+    if args.out_dir.exists() and not args.out_dir.is_dir():
+        raise UnsafeOutputError(f"--out-dir {args.out_dir} is a file; give a directory")
+    if args.metric or args.spread or args.baseline or args.include_source_in_average or args.no_heatmaps:
+        raise ValueError("--metric, --spread, --baseline, --include-source-in-average and --no-heatmaps are for the "
+                         "paper tables, not --format mteb")
+    paths = write_mteb_results(args.results, args.out_dir, names=dict(args.mteb_name), models=args.models,
+                               tasks=args.tasks)  # fmt: skip
+    for p in paths:
+        logger.info("MTEB file: %s", p)
     return 0

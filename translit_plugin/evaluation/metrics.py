@@ -14,6 +14,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+#: The metrics of MTEB's BitextMining tasks (nearest-neighbour mining; computed by
+#: :func:`translit_plugin.evaluation.retrieval.mining_metrics`), in the order MTEB lists them.
+MINING_METRICS = ("precision", "recall", "f1", "accuracy")
+#: Their prefix in a retrieval record: target-language queries, source candidates, the direction MTEB's ``xxx-eng``
+#: subsets mine (``tgt2src_mining_f1``, ...).
+MINING_PREFIX = "tgt2src_mining_"
+
 
 def macro_f1(y_true: Sequence, y_pred: Sequence, labels: Sequence | None = None) -> float:
     """Macro-averaged F1 over ``labels`` (default: sorted union of gold and predicted labels)."""

@@ -8,6 +8,10 @@ English candidates" (``tgt2src``); we also report the reverse direction (``src2t
 For a non-English source S and target L the candidates come from ``{prefix}.L-eng_Latn.L`` and the queries from
 ``{prefix}.S-eng_Latn.S``; this is only valid when the English sides of both files agree. :func:`align_by_english`
 checks that instead of assuming it and, when they differ, aligns the two languages through identical English lines.
+
+:func:`mining_scores` gives the metrics of MTEB's BitextMining tasks (accuracy, precision, recall, F1 of
+nearest-neighbour mining; F1 is MTEB's main score), so results can be written in MTEB's format
+(:mod:`translit_plugin.evaluation.mteb_results`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+
+from .metrics import MINING_METRICS
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +89,56 @@ def bidirectional_scores(
     out = {f"tgt2src_{k}": v for k, v in topk_accuracy(tgt_emb, src_emb, ks=ks).items()}
     out.update({f"src2tgt_{k}": v for k, v in topk_accuracy(src_emb, tgt_emb, ks=ks).items()})
     return out
+
+
+def nearest_neighbours(queries: torch.Tensor, candidates: torch.Tensor, chunk_size: int = 4096) -> torch.Tensor:
+    """Index of each query's most cosine-similar candidate (``Q`` long tensor; on a tie the lowest index)."""
+    if queries.dim() != 2 or candidates.dim() != 2 or queries.size(1) != candidates.size(1):
+        raise ValueError(
+            f"expected Q x C and N x C embeddings, got {tuple(queries.shape)} and {tuple(candidates.shape)}"
+        )
+    q, c = l2_normalize(queries), l2_normalize(candidates)
+    return torch.cat([(q[s : s + chunk_size] @ c.T).argmax(dim=1) for s in range(0, q.size(0), chunk_size)])
+
+
+def mining_metrics(gold: torch.Tensor, predicted: torch.Tensor) -> dict[str, float]:
+    """MTEB's BitextMining metrics of 1-nearest-neighbour mining, from gold and predicted candidate indices.
+
+    MTEB scores a query's nearest candidate as the prediction of a classifier whose classes are the candidate
+    indices: ``accuracy`` is the share of queries whose nearest candidate is their translation (top-1 accuracy);
+    ``precision``, ``recall`` and ``f1`` are the per-class scores averaged with the classes' gold counts as weights
+    (scikit-learn's ``average="weighted"``, ``zero_division=0``).  With one query per gold candidate, recall equals
+    accuracy, and a candidate that is the nearest neighbour of ``m`` queries (one of them its own translation) has
+    precision ``1/m`` and F1 ``2/(1+m)``: precision and F1 penalise hubs.
+    """
+    gold, predicted = gold.long().flatten().cpu(), predicted.long().flatten().cpu()
+    if gold.numel() != predicted.numel() or gold.numel() == 0:
+        raise ValueError(f"need as many predictions as gold indices, got {predicted.numel()} and {gold.numel()}")
+    size = int(max(gold.max(), predicted.max())) + 1
+    support = torch.bincount(gold, minlength=size).double()  # queries per gold class
+    n_pred = torch.bincount(predicted, minlength=size).double()  # queries predicting each class
+    tp = torch.bincount(gold[gold == predicted], minlength=size).double()
+    weight = support / support.sum()
+    precision = torch.where(n_pred > 0, tp / n_pred.clamp(min=1), torch.zeros_like(tp))
+    recall = tp / support.clamp(min=1)
+    f1 = 2 * tp / (support + n_pred).clamp(min=1)  # = 2PR / (P + R); 0 where the class is never right
+    scores = {
+        "precision": float((weight * precision).sum()),
+        "recall": float((weight * recall).sum()),
+        "f1": float((weight * f1).sum()),
+        "accuracy": float(tp.sum() / support.sum()),
+    }
+    return {m: scores[m] for m in MINING_METRICS}
+
+
+def mining_scores(
+    queries: torch.Tensor, candidates: torch.Tensor, gold: torch.Tensor | None = None, chunk_size: int = 4096
+) -> dict[str, float]:
+    """:func:`mining_metrics` of cosine 1-NN mining of ``queries`` among ``candidates`` (gold default
+    ``arange(Q)``)."""
+    if gold is None:
+        gold = torch.arange(queries.size(0))
+    return mining_metrics(gold, nearest_neighbours(queries, candidates, chunk_size))
 
 
 @dataclass

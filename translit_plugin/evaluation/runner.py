@@ -18,6 +18,7 @@ from translit_plugin.core.names import DEFAULT_LAYER, DEFAULT_MAX_LENGTH, MEAN_W
 from translit_plugin.core.use_settings import USE_VIEW
 
 from .finetune import FinetuneConfig
+from .metrics import MINING_METRICS, MINING_PREFIX
 from .readers import ENGLISH, EvalDataError
 from .results import ResultStore, data_fingerprint, make_key, path_fingerprint
 
@@ -178,7 +179,7 @@ def run_retrieval(
     """Retrieval for every (source, target) pair: ``embed(sentences, cache_tag) -> N x C tensor`` (its vectors
     read as ``reading`` says, which keys the results with the content ``fingerprints``)."""
     from .readers import read_retrieval_pair
-    from .retrieval import align_by_english, bidirectional_scores
+    from .retrieval import align_by_english, bidirectional_scores, mining_scores
 
     summary = GridSummary()
     config = opts.result_config(model_path, reading, fingerprints)
@@ -195,7 +196,10 @@ def run_retrieval(
             if target == source:
                 continue
             base = _record(model_name, opts.task, source, target, None, config, model_path=model_path)
-            if store.is_done(make_key(model_name, opts.task, source, target, None, config)):
+            key = make_key(model_name, opts.task, source, target, None, config)
+            # a record written before the mining metrics existed lacks them: it is computed again
+            done = store.get(key) if store.is_done(key) else None
+            if done is not None and all(MINING_PREFIX + m in done.get("metrics", {}) for m in MINING_METRICS):
                 summary.done_before += 1
                 continue
             t0 = time.time()
@@ -212,6 +216,7 @@ def run_retrieval(
                     tgt_emb = embed(tgt_lines, f"{target}:{target}")[al.tgt_idx]
                     details = {"n": len(al), "english_sides": al.how}
                 metrics = bidirectional_scores(src_emb, tgt_emb, opts.ks)
+                metrics.update({MINING_PREFIX + m: v for m, v in mining_scores(tgt_emb, src_emb).items()})
             except Exception as e:  # noqa: BLE001 - one language's failure must not stop the grid
                 _fail(store, summary, base, e)
                 continue

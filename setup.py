@@ -15,9 +15,9 @@ setup(
     install_requires=["sentencepiece", "numpy", "tqdm", "safetensors"],
     extras_require={
         "prepare": ["uroman", "anyascii"],
-        "hf": ["transformers"],
+        "hf": ["transformers", "sentence-transformers"],
         "eval": ["seqeval", "scikit-learn", "matplotlib", "anyascii"],
-        "dev": ["pytest", "ruff"],
+        "dev": ["pytest", "ruff", "sentence-transformers"],
     },
     entry_points={"console_scripts": ["translit-ppa = translit_plugin.cli:main"]},
 )

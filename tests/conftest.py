@@ -59,11 +59,13 @@ def build_tiny_hf(
     layer_norm_eps: float = 1e-5,
     extra_rows: int = 0,
     embedding_scale: float = 1.0,
+    type_vocab_size: int = 1,
 ) -> Path:
     """Random XLM-R (2 layers, 64 hidden, 4 heads, FFN 128, 128 positions) with perturbed norms/biases/token types.
 
     ``extra_rows``: embedding rows beyond the tokenizer's ids (multilingual-e5 has 35); ``embedding_scale`` shrinks
-    the embeddings so the embedding LayerNorm's input variance is tiny and its epsilon visibly matters.
+    the embeddings so the embedding LayerNorm's input variance is tiny and its epsilon visibly matters;
+    ``type_vocab_size``: token-type rows (multilingual-e5 has 2; XLM-R uses row 0 only).
     """
     from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM, XLMRobertaModel
 
@@ -79,7 +81,7 @@ def build_tiny_hf(
         num_attention_heads=4,
         intermediate_size=128,
         max_position_embeddings=130,
-        type_vocab_size=1,
+        type_vocab_size=type_vocab_size,
         layer_norm_eps=layer_norm_eps,
         hidden_dropout_prob=0.1,
         attention_probs_dropout_prob=0.1,

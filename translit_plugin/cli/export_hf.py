@@ -1,8 +1,11 @@
-"""``translit-ppa export-hf``: one of our fairseq checkpoints -> an HF ``XLMRobertaForMaskedLM`` directory.
+"""``translit-ppa export-hf``: one of our fairseq checkpoints -> an HF directory that is what the source was.
 
-Input: a checkpoint (``model.pt`` of a converted directory, or ``checkpoints/checkpoint_best.pt`` of a training run)
-and the start model's sentencepiece file.  Output: ``config.json``, ``model.safetensors``, tokenizer files that
-``AutoModelForMaskedLM`` / ``AutoTokenizer`` load offline, and ``translit_ppa_export.json`` (provenance).
+Input: a checkpoint (``model.pt`` of a converted or ``untrim``-ed directory, or ``checkpoints/checkpoint_best.pt`` of a
+training run) and the start model's sentencepiece file.  Output: ``config.json`` (the source's), ``model.safetensors``
+(``XLMRobertaModel`` for a bare source whose LM head was never trained, else ``XLMRobertaForMaskedLM``), tokenizer
+files that ``AutoModel`` / ``AutoTokenizer`` load offline, the sentence-transformers files when the model's use
+setting can be expressed there, a model card (``README.md``) and ``translit_ppa_export.json`` (provenance and every
+decision).  See :mod:`translit_plugin.conversion.fairseq_to_hf`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="fairseq checkpoint file (.pt)")
     parser.add_argument("output", help="HF directory to create")
     parser.add_argument("--spm", default=None, help="sentencepiece model (default: next to the checkpoint)")
+    parser.add_argument("--start-dir", default=None, metavar="MODEL_DIR",
+                        help="the model directory training started from (converted or trimmed; default: found from "
+                        "untrim.json, conversion.json / trim.json next to the checkpoint, or the run's "
+                        "--finetune-from-model); decides the architecture (a bare source stays bare unless its LM "
+                        "head was trained) and the config (the source's)")  # fmt: skip
+    parser.add_argument("--results", nargs="+", default=[], metavar="FILE",
+                        help="evaluation results for the model card: scripts/demo_eval.py's demo_results.json and/or "
+                        "the JSON-lines output of translit-ppa evaluate")  # fmt: skip
     parser.add_argument("--force", action="store_true", help="replace an existing output directory")
     parser.add_argument("--no-parity-check", action="store_true", help="skip running HF and fairseq side by side")
 
@@ -37,11 +48,12 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"sentencepiece model not found: {spm}; pass --spm with the start model's "
                                 "sentencepiece.bpe.model")
     # refuse an unsafe output before reading the checkpoint; export_fairseq_to_hf checks again when it writes
-    check_not_input(args.output, [checkpoint, spm])
+    check_not_input(args.output, [checkpoint, spm, *args.results])
     check_replaceable_dir(args.output, args.force, EXPORT_MARKER, "translit-ppa export-hf")
     try:
         out = export_fairseq_to_hf(
-            args.checkpoint, args.output, spm_model=args.spm, force=args.force, check_parity=not args.no_parity_check
+            args.checkpoint, args.output, spm_model=args.spm, force=args.force, check_parity=not args.no_parity_check,
+            start_dir=args.start_dir, results=args.results,
         )
     except ConversionError as e:
         e.exit_code = 3 if "parity check" in str(e) or "differs from the HF tokenizer" in str(e) else 2  # a check

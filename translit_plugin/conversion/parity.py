@@ -39,8 +39,9 @@ def _diff(ours: torch.Tensor, theirs: torch.Tensor) -> dict:
 def _compare_with_hf(hub, hf, batch: dict, tol: float, what: str, where: str) -> dict:
     """Compare every hidden state (padding included) and the MLM logits of HF and fairseq; raise above ``tol``.
 
-    Logits are compared over our vocabulary (HF may carry unreachable extra rows).  Returns the per-tensor report
-    that the written record keeps.
+    Logits are compared over our vocabulary (HF may carry unreachable extra rows); an HF model without an LM head
+    (``AutoModel``) has hidden states only (``logits`` is None in the report).  Returns the per-tensor report that
+    the written record keeps.
     """
     with torch.no_grad():
         out = hf(**batch, output_hidden_states=True)
@@ -49,12 +50,14 @@ def _compare_with_hf(hub, hf, batch: dict, tol: float, what: str, where: str) ->
               for ours_h, theirs in zip(extra["inner_states"], out.hidden_states)]  # fmt: skip
     if len(layers) != len(out.hidden_states):
         raise ConversionError(f"{what}: {len(extra['inner_states'])} fairseq states vs {len(out.hidden_states)} HF")
-    head = _diff(logits, out.logits[..., : logits.shape[-1]])
-    worst = max([head["rel"]] + [d["rel"] for d in layers])
+    theirs_logits = getattr(out, "logits", None)
+    head = _diff(logits, theirs_logits[..., : logits.shape[-1]]) if theirs_logits is not None else None
+    heads = [head] if head is not None else []
+    worst = max([d["rel"] for d in heads + layers])
     report = {
         "tolerance_rel": tol,
         "max_rel_diff": worst,
-        "max_abs_diff": max([head["max_abs"]] + [d["max_abs"] for d in layers]),
+        "max_abs_diff": max([d["max_abs"] for d in heads + layers]),
         "hidden_states": layers,
         "logits": head,
         "sentences": len(batch["input_ids"]),
@@ -62,7 +65,7 @@ def _compare_with_hf(hub, hf, batch: dict, tol: float, what: str, where: str) ->
     if worst > tol:
         bad = [f"hidden_states[{i}] rel {d['rel']:.3g} (abs {d['max_abs']:.3g} of {d['scale']:.3g})"
                for i, d in enumerate(layers) if d["rel"] > tol]  # fmt: skip
-        if head["rel"] > tol:
+        if head is not None and head["rel"] > tol:
             bad.append(f"logits rel {head['rel']:.3g} (abs {head['max_abs']:.3g} of {head['scale']:.3g})")
         raise ConversionError(
             f"{what} failed for {where}: HF and fairseq differ beyond {tol} relative: " + "; ".join(bad[:4])
@@ -89,14 +92,21 @@ def _give_hf_our_head(hf, hub) -> None:
 
 def _hf_masked_lm(hf_dir: Path, quiet: bool = False):
     """``AutoModelForMaskedLM`` of ``hf_dir`` in eval mode (``quiet``: without the "newly initialised" warning)."""
-    import transformers
     from transformers import AutoModelForMaskedLM
+
+    return _hf_model(hf_dir, AutoModelForMaskedLM, quiet)
+
+
+def _hf_model(hf_dir: Path, auto_class, quiet: bool = False):
+    """``auto_class.from_pretrained(hf_dir)`` in eval mode (``quiet``: without transformers' load report; a source
+    without a pooler has it reported missing, which the export record already says)."""
+    import transformers
 
     verbosity = transformers.logging.get_verbosity()
     if quiet:
         transformers.logging.set_verbosity_error()
     try:
-        return AutoModelForMaskedLM.from_pretrained(str(hf_dir)).eval()
+        return auto_class.from_pretrained(str(hf_dir)).eval()
     finally:
         transformers.logging.set_verbosity(verbosity)
 
@@ -129,13 +139,16 @@ def parity_check(hf_dir: Path, model_dir: Path, tol: float = 1e-4, fresh_head: b
 
 
 def export_parity_check(checkpoint: Path, spm_path: Path, hf_dir: Path, tol: float = 1e-4,
-                        out_name: str | None = None) -> dict:  # fmt: skip
-    """Our checkpoint vs the exported HF model on the same ids (see :func:`_compare_with_hf`)."""
+                        out_name: str | None = None, bare: bool = False) -> dict:  # fmt: skip
+    """Our checkpoint vs the exported HF model on the same ids (see :func:`_compare_with_hf`); ``bare``: the export
+    is an ``XLMRobertaModel``, loaded with ``AutoModel`` (hidden states only)."""
+    from transformers import AutoModel
+
     from translit_plugin.hub import from_pretrained
 
     hub = from_pretrained(str(checkpoint.parent), checkpoint_file=checkpoint.name, sentencepiece_model=str(spm_path))
     hub.eval()
-    hf = _hf_masked_lm(hf_dir)
+    hf = _hf_model(hf_dir, AutoModel, quiet=True) if bare else _hf_masked_lm(hf_dir)
     ids = hub.batch_encode(PARITY_SENTENCES)
     batch = {"input_ids": ids, "attention_mask": ids.ne(hub.dictionary.pad()).long()}
     return _compare_with_hf(hub, hf, batch, tol, "export parity check", out_name or str(hf_dir))

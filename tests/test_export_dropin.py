@@ -214,6 +214,24 @@ def test_sentence_transformers_files(bare_export):
     assert rec["written"] and rec["normalize"] is False and rec["use_setting"]["pooling"] == "mean_with_special"
 
 
+def test_cls_pooling_at_the_last_layer_index(bare_model, tmp_path):
+    """A use setting of the last layer given as its index, with the <s> vector: sentence-transformers' CLS pooling."""
+    from sentence_transformers import SentenceTransformer
+
+    from translit_plugin.core.use_settings import USE_FILE, UseSetting, use_json_text
+    from translit_plugin.hub import from_pretrained
+
+    model = tmp_path / "model"
+    shutil.copytree(bare_model, model)
+    (model / USE_FILE).write_text(use_json_text(UseSetting(layer=2, pooling="cls")), encoding="utf-8")
+    out = export_fairseq_to_hf(model / "model.pt", tmp_path / "hf", check_parity=False)
+    assert json.loads((out / "1_Pooling" / "config.json").read_text())["pooling_mode_cls_token"] is True
+    ours = torch.as_tensor(SentenceTransformer(str(out), device="cpu").encode(TEXTS, convert_to_tensor=True))
+    theirs = from_pretrained(model).eval().embed(TEXTS)
+    assert (ours - theirs).abs().max() <= 1e-5
+    assert (ours - from_pretrained(bare_model).eval().embed(TEXTS)).abs().max() > 1e-3  # not the mean's vectors
+
+
 @pytest.mark.parametrize("layer,pooling,why", [("1", "mean_with_special", "not the last"),
                                                ("last", "mean_no_special", "no sentence-transformers equivalent")])
 def test_use_setting_sentence_transformers_cannot_express_is_skipped(bare_model, tmp_path, caplog, layer, pooling,
@@ -300,6 +318,39 @@ def test_untrained_head_of_a_trained_body_is_dropped(run_seq, bare_hf, bare_mode
     ours = torch.as_tensor(st.encode(TEXTS, prompt_name="query", convert_to_tensor=True))
     assert (ours - hub.embed(TEXTS, prompt_name="query")).abs().max() <= 1e-5
     assert (ours - _mean_reference(bare_hf, TEXTS, "query: ")).abs().max() > 1e-4  # not the start model's vectors
+
+
+def test_the_demo_path_trim_train_untrim_export_stays_bare(prepared, bare_hf, bare_model, tmp_path):
+    """e5's path in the demo: trim the vocabulary, train (SEQ only) on the trimmed model, untrim, export: the start
+    model is found through untrim.json, the untrimmed head is still the start model's, the export is bare."""
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoModel
+
+    from translit_plugin.conversion.trim import trim_model_dir, untrim
+    from translit_plugin.hub import from_pretrained
+    from translit_plugin.prepare.pipeline import PrepareConfig, run_prepare
+    from translit_plugin.prepare.sample import SampleConfig
+
+    trimmed = tmp_path / "trimmed"
+    trim_model_dir(bare_model, [prepared], trimmed, check_lines=2)
+    run_prepare(PrepareConfig(input=prepared.parent / "corpus" / "train", model_dir=trimmed, output=tmp_path / "prep",
+                              progress=False, max_length=60, verify_samples=4, verify_translit=1,
+                              sample=SampleConfig(min_sentences=10**6, valid_size=8, chunk_size=50)))  # fmt: skip
+    ckpt = _train(tmp_path / "prep" / "data-bin", trimmed, tmp_path / "checkpoints",
+                  "--mlm-orig-weight", "0", "--mlm-latn-weight", "0", "--tlm-weight", "0")  # fmt: skip
+    full = untrim(ckpt, bare_model, tmp_path / "full")
+    out = export_fairseq_to_hf(full / "model.pt", tmp_path / "hf")
+    rec = json.loads((out / "translit_ppa_export.json").read_text())
+    assert rec["architecture"] == "XLMRobertaModel" and rec["lm_head_trained"] is False
+    assert "untrim.json" in rec["lineage"]["how_found"][0] and rec["lineage"]["start_model_dir"] == str(bare_model)
+    _, info = AutoModel.from_pretrained(str(out), output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    assert json.loads((out / "config.json").read_text()) == {**json.loads((bare_hf / "config.json").read_text()),
+                                                             "vocab_size": 3002}  # fmt: skip
+    st = SentenceTransformer(str(out), device="cpu")
+    hub = from_pretrained(full).eval()
+    ours = torch.as_tensor(st.encode(TEXTS, prompt_name="query", convert_to_tensor=True))
+    assert (ours - hub.embed(TEXTS, prompt_name="query")).abs().max() <= 1e-5
 
 
 # ----------------------------------------------------------------------------------------------------- model card

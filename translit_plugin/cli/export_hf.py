@@ -24,9 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "untrim.json, conversion.json / trim.json next to the checkpoint, or the run's "
                         "--finetune-from-model); decides the architecture (a bare source stays bare unless its LM "
                         "head was trained) and the config (the source's)")  # fmt: skip
-    parser.add_argument("--results", nargs="+", default=[], metavar="FILE",
-                        help="evaluation results for the model card: scripts/demo_eval.py's demo_results.json and/or "
-                        "the JSON-lines output of translit-ppa evaluate")  # fmt: skip
+    parser.add_argument("--results", nargs="+", action="extend", default=[], metavar="FILE",
+                        help="evaluation results for the model card (README.md): scripts/demo_eval.py's "
+                        "demo_results.json and/or the JSON-lines output of translit-ppa evaluate (after the "
+                        "positional arguments, or repeated)")  # fmt: skip
     parser.add_argument("--force", action="store_true", help="replace an existing output directory")
     parser.add_argument("--no-parity-check", action="store_true", help="skip running HF and fairseq side by side")
 

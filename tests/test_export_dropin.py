@@ -232,6 +232,36 @@ def test_cls_pooling_at_the_last_layer_index(bare_model, tmp_path):
     assert (ours - from_pretrained(bare_model).eval().embed(TEXTS)).abs().max() > 1e-3  # not the mean's vectors
 
 
+@pytest.mark.parametrize("modules,written", [(("Transformer", "Pooling", "Normalize"), True),
+                                             (("Transformer", "Pooling", "Dense", "Normalize"), False)])
+def test_source_with_its_own_sentence_transformers_files(bare_hf, tmp_path, modules, written):
+    """convert reads the use setting from the source's files; export writes it back without Normalize (hub.embed
+    does not normalise; the record says so), and refuses to describe a pipeline with a Dense projection."""
+    src = tmp_path / "src"
+    shutil.copytree(bare_hf, src)
+    (src / "modules.json").write_text(json.dumps([
+        {"idx": i, "name": str(i), "path": "" if m == "Transformer" else f"{i}_{m}",
+         "type": f"sentence_transformers.models.{m}"} for i, m in enumerate(modules)]), encoding="utf-8")
+    (src / "1_Pooling").mkdir()
+    (src / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"word_embedding_dimension": 64, "pooling_mode_mean_tokens": True, "pooling_mode_cls_token": False}))
+    (src / "config_sentence_transformers.json").write_text(json.dumps(
+        {"prompts": {"query": "query: ", "passage": "passage: "}, "default_prompt_name": None}))
+    model = convert_hf_to_fairseq(src, tmp_path / "model", arch="translit_roberta_tiny", check_parity=False)
+    assert "sentence-transformers" in json.loads((model / "use.json").read_text())["source"]
+    out = export_fairseq_to_hf(model / "model.pt", tmp_path / "hf", check_parity=False)
+    rec = json.loads((out / "translit_ppa_export.json").read_text())["sentence_transformers"]
+    assert rec["written"] is written and rec["source_modules"][-1].endswith("Normalize")
+    assert (out / "modules.json").is_file() is written
+    if written:
+        assert "normalised" in rec["note"]
+        assert [m["type"].rsplit(".", 1)[1] for m in json.loads((out / "modules.json").read_text())] == [
+            "Transformer", "Pooling"]
+        assert json.loads((out / "config_sentence_transformers.json").read_text())["default_prompt_name"] is None
+    else:
+        assert "Dense" in rec["why"]
+
+
 @pytest.mark.parametrize("layer,pooling,why", [("1", "mean_with_special", "not the last"),
                                                ("last", "mean_no_special", "no sentence-transformers equivalent")])
 def test_use_setting_sentence_transformers_cannot_express_is_skipped(bare_model, tmp_path, caplog, layer, pooling,
@@ -430,7 +460,10 @@ def test_force_replaces_an_export_with_its_sentence_transformers_files(bare_mode
     out = tmp_path / "hf"
     assert main(["export-hf", str(bare_model / "model.pt"), str(out), "--no-parity-check"]) == 0
     assert (out / "1_Pooling" / "config.json").is_file()
+    first = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
     assert main(["export-hf", str(bare_model / "model.pt"), str(out), "--no-parity-check", "--force"]) == 0
+    again = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert again == first and "README.md" in first  # the same inputs give the same bytes, card included
     (out / "1_Pooling" / "notes.txt").write_text("mine", encoding="utf-8")
     capsys.readouterr()
     assert main(["export-hf", str(bare_model / "model.pt"), str(out), "--no-parity-check", "--force"]) == 2

@@ -199,6 +199,9 @@ def test_sentence_transformers_encodes_like_the_hub(bare_hf, bare_model, bare_ex
     assert (ours - by_hand).abs().max() <= 1e-5
     without = torch.as_tensor(st.encode(TEXTS, prompt="", convert_to_tensor=True))
     assert (without - ours).abs().max() > 1e-3  # the prompt really is part of what is encoded
+    # sentence-transformers' task methods read queries and documents with e5's prompts too
+    task = {"query": st.encode_query, "passage": st.encode_document, None: st.encode_query}[prompt_name]
+    assert (torch.as_tensor(task(TEXTS, convert_to_tensor=True)) - theirs).abs().max() <= 1e-5
 
 
 def test_sentence_transformers_files(bare_export):
@@ -209,7 +212,7 @@ def test_sentence_transformers_files(bare_export):
     assert pooling["word_embedding_dimension"] == 64 and not pooling["pooling_mode_cls_token"]
     assert json.loads((bare_export / "sentence_bert_config.json").read_text())["max_seq_length"] == 128
     st = json.loads((bare_export / "config_sentence_transformers.json").read_text())
-    assert st["prompts"] == E5_USE["prompts"] and st["default_prompt_name"] == "query"
+    assert st["prompts"] == {**E5_USE["prompts"], "document": "passage: "} and st["default_prompt_name"] == "query"
     rec = json.loads((bare_export / "translit_ppa_export.json").read_text())["sentence_transformers"]
     assert rec["written"] and rec["normalize"] is False and rec["use_setting"]["pooling"] == "mean_with_special"
 

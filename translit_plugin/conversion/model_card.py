@@ -483,9 +483,9 @@ def render(facts: CardFacts) -> str:
         lines += ["from sentence_transformers import SentenceTransformer", "",
                   "model = SentenceTransformer(\"PATH\")",
                   f"vectors = model.encode([\"Καλημέρα κόσμε\", \"kalimera kosme\"]{arg})"]  # fmt: skip
-        if facts.use and "passage" in facts.use.prompts and "document" not in facts.use.prompts:
-            lines += ["# passages: model.encode(passages, prompt_name=\"passage\") (encode_document() picks "
-                      "sentence-transformers' own empty \"document\" prompt first)"]
+        if facts.use and "passage" in facts.use.prompts:
+            lines += ["# passages: model.encode(passages, prompt_name=\"passage\"), or model.encode_document(passages)",
+                      "# (its \"document\" prompt is the passage prompt; encode_query uses \"query\")"]
         lines += [""]
     auto = "AutoModelForMaskedLM" if mlm else "AutoModel"
     lines += [f"from transformers import {auto}, AutoTokenizer", "",

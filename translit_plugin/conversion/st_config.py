@@ -69,6 +69,24 @@ def plan(use: UseSetting | None, num_layers: int, src_modules: list[str] | None 
     return ST_POOLING[use.pooling], f"the use setting: {use.describe(num_layers)}"
 
 
+#: the prompt names sentence-transformers' ``encode_query`` / ``encode_document`` use, and the names embedding models
+#: give the same prompts (multilingual-e5: ``passage``); sentence-transformers adds an empty ``document`` prompt of its
+#: own, which ``encode_document`` would otherwise pick before ``passage``
+ST_TASK_ALIASES = {"document": ("passage", "corpus")}
+
+
+def st_prompts(prompts: dict[str, str]) -> dict[str, str]:
+    """The use setting's prompts, plus ``document`` = the passage prompt where only ``passage`` names it, so that
+    ``SentenceTransformer.encode_document`` reads documents as the model's card says."""
+    out = dict(prompts)
+    for task, names in ST_TASK_ALIASES.items():
+        if task not in out:
+            given = next((n for n in names if n in out), None)
+            if given is not None:
+                out[task] = out[given]
+    return out
+
+
 def write_files(out: Path, use: UseSetting, mode: str, hidden: int, max_positions: int) -> list[str]:
     """Write the sentence-transformers files into ``out``; return their names."""
     modules = [
@@ -83,8 +101,8 @@ def write_files(out: Path, use: UseSetting, mode: str, hidden: int, max_position
                "include_prompt": True}  # fmt: skip
     (out / POOLING_DIR).mkdir(exist_ok=True)
     atomic_write_json(out / POOLING_DIR / "config.json", pooling, indent=2)
-    st = {"model_type": "SentenceTransformer", "prompts": dict(use.prompts), "default_prompt_name": use.default_prompt,
-          "similarity_fn_name": "cosine"}  # fmt: skip
+    st = {"model_type": "SentenceTransformer", "prompts": st_prompts(use.prompts),
+          "default_prompt_name": use.default_prompt, "similarity_fn_name": "cosine"}  # fmt: skip
     atomic_write_json(out / "config_sentence_transformers.json", st, indent=2, ensure_ascii=False)
     return ["modules.json", "sentence_bert_config.json", f"{POOLING_DIR}/config.json",
             "config_sentence_transformers.json"]  # fmt: skip

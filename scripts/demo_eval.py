@@ -287,9 +287,9 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = summarise(results, list(sets), schemes)
     for set_name, data in sets.items():
-        n = min(len(v[0]) for v in data.values())
+        lo, hi = min(len(v[0]) for v in data.values()), max(len(v[0]) for v in data.values())
         print(f"\n{set_name}: retrieval of English translations (top-1 %, start -> aligned, change), "
-              f"{n}-{max(len(v[0]) for v in data.values())} sentences per language")  # fmt: skip
+              f"{lo if lo == hi else f'{lo}-{hi}'} sentences per language")  # fmt: skip
         print(table(results, summary, set_name, describe, schemes))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "demo_results.json").write_text(

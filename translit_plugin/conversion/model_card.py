@@ -68,7 +68,8 @@ def _demo_tables(path: Path, data: dict) -> ResultsTables:
                     body.append([f"**{label}**"] + [f"{avg[k]['start']:.1f} -> {avg[k]['aligned']:.1f}"
                                                     for k, _ in cols])  # fmt: skip
                 n = data.get("sets", {}).get(set_name, {})
-                sizes = f", {min(n.values())}-{max(n.values())} sentences per language" if n else ""
+                lo, hi = (min(n.values()), max(n.values())) if n else (0, 0)
+                sizes = f", {lo if lo == hi else f'{lo}-{hi}'} sentences per language" if n else ""
                 title = f"{set_name} set, view `{view}` ({views[view]}): top-1 %, start -> aligned{sizes}"
                 out.tables.append((title, _table(["language"] + [label for _, label in cols], body)))
     except (KeyError, TypeError, AttributeError, StopIteration, ValueError) as e:

@@ -359,10 +359,11 @@ def test_the_demo_path_trim_train_untrim_export_stays_bare(prepared, bare_hf, ba
     from sentence_transformers import SentenceTransformer
     from transformers import AutoModel
 
-    from translit_plugin.conversion.trim import trim_model_dir, untrim
     from translit_plugin.hub import from_pretrained
     from translit_plugin.prepare.pipeline import PrepareConfig, run_prepare
     from translit_plugin.prepare.sample import SampleConfig
+    from translit_plugin.trimming.trim import trim_model_dir
+    from translit_plugin.trimming.untrim import untrim
 
     trimmed = tmp_path / "trimmed"
     trim_model_dir(bare_model, [prepared], trimmed, check_lines=2)

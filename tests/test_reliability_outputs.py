@@ -266,7 +266,8 @@ def test_trim_untrim_export_are_byte_identical_and_untrim_accepts_a_reconversion
                                                                                   trim_setup, tmp_path):
     from translit_plugin.conversion.fairseq_to_hf import export_fairseq_to_hf
     from translit_plugin.conversion.hf_to_fairseq import convert_hf_to_fairseq
-    from translit_plugin.conversion.trim import trim_model_dir, untrim
+    from translit_plugin.trimming.trim import trim_model_dir
+    from translit_plugin.trimming.untrim import untrim
 
     trimmed = tmp_path / "trimmed"
     trim_model_dir(tiny_model_dir, [trim_setup], trimmed, check_lines=2)
@@ -304,7 +305,9 @@ def test_trim_untrim_export_are_byte_identical_and_untrim_accepts_a_reconversion
 def test_untrim_still_refuses_another_start_model(tiny_model_dir, trim_setup, tmp_path):
     from translit_plugin.checkpoint_compat import load_fairseq_checkpoint
     from translit_plugin.conversion.keys import EMB_KEY
-    from translit_plugin.conversion.trim import TrimError, trim_model_dir, untrim
+    from translit_plugin.trimming import TrimError
+    from translit_plugin.trimming.trim import trim_model_dir
+    from translit_plugin.trimming.untrim import untrim
 
     trimmed = tmp_path / "trimmed"
     trim_model_dir(tiny_model_dir, [trim_setup], trimmed, check_lines=0)

@@ -18,8 +18,10 @@ import pytest
 import torch
 
 from translit_plugin.conversion.keys import EMB_KEY, HEAD_B_KEY, HEAD_W_KEY
-from translit_plugin.conversion.trim import TrimCheckError, TrimError, trim_model_dir, untrim
 from translit_plugin.core.safe_output import UnsafeOutputError
+from translit_plugin.trimming import TrimCheckError, TrimError
+from translit_plugin.trimming.trim import trim_model_dir
+from translit_plugin.trimming.untrim import untrim
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_TRAIN = REPO / "examples" / "data" / "train"
@@ -375,7 +377,7 @@ def test_trim_bad_inputs(tiny_model_dir, trimmed, tmp_path):
 
 def test_segmentation_check_names_the_line(tiny_model_dir, tmp_path, monkeypatch):
     """If a line ever segmented differently (an exact score tie), trimming fails naming it and writes nothing."""
-    import translit_plugin.conversion.trim as trim
+    import translit_plugin.trimming.trim as trim
 
     real = trim.kept_spm_ids
 
@@ -403,8 +405,8 @@ def test_hub_refuses_a_sentencepiece_model_of_another_vocabulary(tiny_model_dir,
     """A trimmed dict.txt with the full model's sentencepiece file would map the missing pieces to <unk>: refused."""
     import shutil
 
-    from translit_plugin.conversion.trim import trim_model_dir
     from translit_plugin.hub import from_pretrained
+    from translit_plugin.trimming.trim import trim_model_dir
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()

@@ -208,7 +208,8 @@ def test_evaluate_does_not_reuse_results_of_changed_data(tiny_model_dir, tmp_pat
 
 # -------------------------------------------------------------------------------------- trimming and training
 def test_trim_keeps_the_prompt_pieces_and_untrim_the_record(st_model_dir, tmp_path):
-    from translit_plugin.conversion.trim import trim_model_dir, untrim
+    from translit_plugin.trimming.trim import trim_model_dir
+    from translit_plugin.trimming.untrim import untrim
     from translit_plugin.vocab import load_spm
 
     corpus = tmp_path / "corpus.txt"

@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from translit_plugin.conversion.trim import trim_model_dir
+    from translit_plugin.trimming.trim import trim_model_dir
 
     # errors (TrimError: exit 2, TrimCheckError: 3, file errors: 2) become one line in the dispatcher (cli/__init__)
     rec = trim_model_dir(args.model_dir, args.corpus, args.output, force=args.force, check_lines=args.check_lines)

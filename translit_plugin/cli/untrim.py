@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from translit_plugin.conversion.trim import untrim
+    from translit_plugin.trimming.untrim import untrim
 
     # errors become one line with their exit status in the dispatcher (cli/__init__)
     out = untrim(args.trained, args.full_model_dir, args.output, trim_record=args.trim_record, force=args.force)

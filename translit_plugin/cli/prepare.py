@@ -135,18 +135,6 @@ def _latn_lines(text: str) -> int | None:
     return NONNEG(text)
 
 
-def _parse_codes(items: list[str]) -> dict[str, str | None]:
-    from translit_plugin.prepare.pipeline import PrepareInputError
-
-    codes: dict[str, str | None] = {}
-    for item in items:
-        if "=" not in item:
-            raise PrepareInputError(f"--uroman-code {item!r}: expected LANG=CODE, e.g. arz_Arab=ara")
-        lang, code = item.split("=", 1)
-        codes[lang] = None if code.lower() in ("", "none") else code
-    return codes
-
-
 def run(args: argparse.Namespace) -> int:
     from translit_plugin.core.safe_output import UnsafeOutputError, check_not_input
     from translit_plugin.prepare.clean import CleanConfig
@@ -154,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
     from translit_plugin.prepare.latn_check import LatnCheckConfig
     from translit_plugin.prepare.pipeline import PrepareConfig, PrepareInputError, run_prepare
     from translit_plugin.prepare.sample import SampleConfig
+    from translit_plugin.prepare.transliterate_job import parse_uroman_codes
 
     warn_deprecated(args)
     if args.shard_id >= args.num_shards:
@@ -177,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
         sample=SampleConfig(seed=args.seed, valid_size=args.valid_size, valid_max_fraction=args.valid_max_fraction,
                             chunk_size=args.chunk_size, **explicit),
         sample_explicit=set(explicit),
-        uroman_codes=_parse_codes(args.uroman_code),
+        uroman_codes=parse_uroman_codes(args.uroman_code),
         no_lang_code=args.no_lang_code,
         uroman_cache_size=args.uroman_cache_size,
         max_length=args.max_length,

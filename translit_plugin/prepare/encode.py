@@ -4,6 +4,10 @@
 the stored line is ``pieces + </s>`` (the task prepends ``<s>``).  Over-long lines are truncated like the HF tokenizer
 truncates (:func:`truncate_keep_eos`: the first ``max_length - 2`` pieces, then ``</s>``; with the task's ``<s>`` the
 model sees at most ``max_length`` tokens, see :mod:`translit_plugin.core.names`) or dropped, per ``overlong``.
+
+The one home of "how pieces are encoded": :class:`SideEncoder` encodes a side for ``prepare`` (its chunks and its
+verification) and for ``translit-ppa encode`` (:mod:`translit_plugin.prepare.encode_pairs`, one language of
+(original, Latin) pairs into piece files, assembled by :mod:`translit_plugin.prepare.encode_job`).
 """
 
 from __future__ import annotations

@@ -246,7 +246,7 @@ def _trained_from(trimmed: Path, run: Path) -> Path:
     from omegaconf import open_dict
 
     from translit_plugin.checkpoint_compat import load_fairseq_checkpoint
-    from translit_plugin.conversion.keys import EMB_KEY, HEAD_W_KEY
+    from translit_plugin.conversion.keys import EMBED_KEY, HEAD_W_KEY
 
     state = load_fairseq_checkpoint(trimmed / "model.pt")
     gen = torch.Generator().manual_seed(3)
@@ -254,7 +254,7 @@ def _trained_from(trimmed: Path, run: Path) -> Path:
     for k, v in list(model.items()):
         if k != HEAD_W_KEY and v.is_floating_point():
             model[k] = v + 0.01 * torch.randn(v.shape, generator=gen, dtype=v.dtype)
-    model[HEAD_W_KEY] = model[EMB_KEY]
+    model[HEAD_W_KEY] = model[EMBED_KEY]
     with open_dict(state["cfg"]):
         state["cfg"].checkpoint.finetune_from_model = str(trimmed / "model.pt")
     run.mkdir(parents=True)
@@ -304,7 +304,7 @@ def test_trim_untrim_export_are_byte_identical_and_untrim_accepts_a_reconversion
 
 def test_untrim_still_refuses_another_start_model(tiny_model_dir, trim_setup, tmp_path):
     from translit_plugin.checkpoint_compat import load_fairseq_checkpoint
-    from translit_plugin.conversion.keys import EMB_KEY
+    from translit_plugin.conversion.keys import EMBED_KEY
     from translit_plugin.trimming import TrimError
     from translit_plugin.trimming.trim import trim_model_dir
     from translit_plugin.trimming.untrim import untrim
@@ -315,7 +315,7 @@ def test_untrim_still_refuses_another_start_model(tiny_model_dir, trim_setup, tm
     other = tmp_path / "other"
     shutil.copytree(tiny_model_dir, other)
     state = load_fairseq_checkpoint(other / "model.pt")
-    state["model"][EMB_KEY][5, 0] += 1.0  # one weight differs
+    state["model"][EMBED_KEY][5, 0] += 1.0  # one weight differs
     torch.save(state, other / "model.pt")
     with pytest.raises(TrimError, match="is not the model"):
         untrim(ckpt, other, tmp_path / "full")

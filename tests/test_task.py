@@ -9,8 +9,8 @@ from omegaconf import OmegaConf
 from translit_helpers import cached_data_bin, write_split
 
 import translit_plugin.plugin  # noqa: F401  (registers the components)
+from translit_plugin.core.names import EMBED_KEY
 from translit_plugin.tasks.translit_align import (
-    EMBED_KEY,
     LanguageResamplingDataset,
     TranslitAlignConfig,
     TranslitAlignTask,

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from translit_plugin.conversion.keys import EMB_KEY, HEAD_B_KEY, HEAD_W_KEY
+from translit_plugin.conversion.keys import EMBED_KEY, HEAD_B_KEY, HEAD_W_KEY
 from translit_plugin.core.safe_output import UnsafeOutputError
 from translit_plugin.trimming import TrimCheckError, TrimError
 from translit_plugin.trimming.trim import trim_model_dir
@@ -87,17 +87,17 @@ def test_rows_kept_bit_identical_and_record(tiny_model_dir, trimmed, record):
 
     full, small = _state(tiny_model_dir / "model.pt")["model"], _state(trimmed / "model.pt")["model"]
     kept = torch.tensor(record["kept_ids"])
-    rows_before, rows_after = full[EMB_KEY].shape[0], small[EMB_KEY].shape[0]
+    rows_before, rows_after = full[EMBED_KEY].shape[0], small[EMBED_KEY].shape[0]
     print(f"rows before/after on {'+'.join(LANGS)} ({N_LINES} lines each, both sides): {rows_before} -> {rows_after}")
     assert rows_before == record["full"]["rows"] == 3002
     assert rows_after == record["trimmed"]["rows"] == len(kept) < rows_before // 3
     assert kept[:4].tolist() == [0, 1, 2, 3] and kept[-1].item() == rows_before - 1  # specials first, <mask> last
     assert bool((kept[1:] > kept[:-1]).all())  # original order
-    assert torch.equal(small[EMB_KEY], full[EMB_KEY][kept])
+    assert torch.equal(small[EMBED_KEY], full[EMBED_KEY][kept])
     assert torch.equal(small[HEAD_B_KEY], full[HEAD_B_KEY][kept])
-    assert small[HEAD_W_KEY].data_ptr() == small[EMB_KEY].data_ptr()  # still tied (one tensor in the file)
+    assert small[HEAD_W_KEY].data_ptr() == small[EMBED_KEY].data_ptr()  # still tied (one tensor in the file)
     for k, v in full.items():
-        if k not in (EMB_KEY, HEAD_W_KEY, HEAD_B_KEY):
+        if k not in (EMBED_KEY, HEAD_W_KEY, HEAD_B_KEY):
             assert torch.equal(small[k], v), k
     for name, d in (("full", tiny_model_dir), ("trimmed", trimmed)):
         assert record[name]["model_sha256"] == sha256_file(d / "model.pt")
@@ -222,7 +222,7 @@ def trained_run(trimmed, tmp_path_factory) -> Path:
     for k, v in list(model.items()):
         if k != HEAD_W_KEY and v.is_floating_point():
             model[k] = v + 0.01 * torch.randn(v.shape, generator=gen, dtype=v.dtype)
-    model[HEAD_W_KEY] = model[EMB_KEY]  # tied, as training keeps it
+    model[HEAD_W_KEY] = model[EMBED_KEY]  # tied, as training keeps it
     with open_dict(state["cfg"]):
         state["cfg"].checkpoint.finetune_from_model = str(trimmed / "model.pt")
     state["optimizer_history"][-1]["num_updates"] = 123
@@ -241,15 +241,15 @@ def test_untrim_round_trip(tiny_model_dir, trimmed, trained_run, record, prepare
     trained = _state(trained_run / "checkpoint_best.pt")["model"]
     back = _state(out / "model.pt")
     kept = torch.tensor(record["kept_ids"])
-    others = torch.ones(start[EMB_KEY].shape[0], dtype=torch.bool)
+    others = torch.ones(start[EMBED_KEY].shape[0], dtype=torch.bool)
     others[kept] = False
-    for key in (EMB_KEY, HEAD_B_KEY):
+    for key in (EMBED_KEY, HEAD_B_KEY):
         assert back["model"][key].shape == start[key].shape
         assert torch.equal(back["model"][key][others], start[key][others]), key  # untouched rows: bit-identical
         assert torch.equal(back["model"][key][kept], trained[key]), key  # trained rows: the trained ones
-    assert back["model"][HEAD_W_KEY].data_ptr() == back["model"][EMB_KEY].data_ptr()
+    assert back["model"][HEAD_W_KEY].data_ptr() == back["model"][EMBED_KEY].data_ptr()
     for k, v in trained.items():
-        if k not in (EMB_KEY, HEAD_W_KEY, HEAD_B_KEY):
+        if k not in (EMBED_KEY, HEAD_W_KEY, HEAD_B_KEY):
             assert torch.equal(back["model"][k], v), k
     assert back["optimizer_history"][-1]["num_updates"] == 123 and back["last_optimizer_state"] is None
     for f in ("dict.txt", "sentencepiece.bpe.model"):
@@ -297,11 +297,11 @@ def test_fairseq_train_on_the_trimmed_model_then_untrim_and_export(tiny_model_di
     trained = _state(save / "checkpoint_best.pt")["model"]
     back = _state(out / "model.pt")["model"]
     kept = torch.tensor(record["kept_ids"])
-    others = torch.ones(start[EMB_KEY].shape[0], dtype=torch.bool)
+    others = torch.ones(start[EMBED_KEY].shape[0], dtype=torch.bool)
     others[kept] = False
-    assert torch.equal(back[EMB_KEY][others], start[EMB_KEY][others])
-    assert torch.equal(back[EMB_KEY][kept], trained[EMB_KEY])
-    assert not torch.equal(trained[EMB_KEY], start[EMB_KEY][kept])  # training changed them
+    assert torch.equal(back[EMBED_KEY][others], start[EMBED_KEY][others])
+    assert torch.equal(back[EMBED_KEY][kept], trained[EMBED_KEY])
+    assert not torch.equal(trained[EMBED_KEY], start[EMBED_KEY][kept])  # training changed them
     hf = export_fairseq_to_hf(out / "model.pt", tmp_path / "hf")
     assert (hf / "sentencepiece.bpe.model").read_bytes() == (tiny_model_dir / "sentencepiece.bpe.model").read_bytes()
 
@@ -318,7 +318,7 @@ def test_untrim_against_the_wrong_start_model(tiny_model_dir, trimmed, trained_r
     other = tmp_path / "other"
     shutil.copytree(tiny_model_dir, other)
     state = _state(other / "model.pt")
-    state["model"][EMB_KEY][5, 0] += 1.0  # one value differs: another model
+    state["model"][EMBED_KEY][5, 0] += 1.0  # one value differs: another model
     torch.save(state, other / "model.pt")
     with pytest.raises(TrimError, match="is not the model .*trim.json was trimmed from.*model_(content_)?sha256"):
         untrim(trained_run / "checkpoint_best.pt", other, tmp_path / "x")

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import ConversionError
-from .keys import EMB_KEY, VOCAB_KEYS, Dims
+from .keys import EMBED_KEY, VOCAB_KEYS, Dims
 
 if TYPE_CHECKING:
     import torch
@@ -74,7 +74,7 @@ def verify_state_dict(cfg, state: dict[str, torch.Tensor]) -> None:
     small = Dictionary()
     small.add_symbol("<mask>")
     model = TranslitRobertaModel.build_for_dictionary(cfg.model, small, int(cfg.model.max_positions))
-    vocab = state[EMB_KEY].shape[0]
+    vocab = state[EMBED_KEY].shape[0]
     expected = {k: tuple(vocab if d == len(small) and k in VOCAB_KEYS else d for d in v.shape)
                 for k, v in model.state_dict().items()}  # fmt: skip
     got = {k: tuple(v.shape) for k, v in state.items()}

@@ -41,7 +41,7 @@ from translit_plugin.vocab import expected_vocab_size
 from . import ConversionError, stamp
 from .fairseq_model import num_updates
 from .keys import (
-    EMB_KEY,
+    EMBED_KEY,
     FAIRSEQ_TO_HF_ACT,
     FOLDED_TT_KEY,
     HEAD_W_KEY,
@@ -121,7 +121,7 @@ def read_checkpoint(checkpoint: Path, spm_path: Path) -> FairseqCheckpoint:
     state = load_fairseq_checkpoint(checkpoint)
     model_state: dict[str, torch.Tensor] = state["model"]
     mcfg = state["cfg"]["model"]
-    emb = model_state[EMB_KEY]
+    emb = model_state[EMBED_KEY]
     dims = Dims(V=emb.shape[0], P=model_state[POS_KEY].shape[0], C=emb.shape[1], F=int(mcfg.encoder_ffn_embed_dim))
     expected_v = expected_vocab_size(spm_path)
     if expected_v != dims.V:
@@ -158,7 +158,7 @@ class ExportPlan:
 
     def finish_config(self, src: FairseqCheckpoint, tied: bool) -> None:
         """Set what depends on the mapped tensors: the tied flag and the dtype."""
-        dtype = str(src.model[EMB_KEY].dtype).replace("torch.", "")
+        dtype = str(src.model[EMBED_KEY].dtype).replace("torch.", "")
         if self.source_config is None:
             self.config = hf_config(src, tied)
             return
@@ -260,7 +260,7 @@ def hf_state_dict(src: FairseqCheckpoint, bare: bool = False,
     extra = extra or {}
     model_state, dims = src.model, src.dims
     prefix = "" if bare else "roberta."
-    emb = model_state[EMB_KEY]
+    emb = model_state[EMBED_KEY]
     tt_row = model_state.get(FOLDED_TT_KEY, torch.zeros(dims.C, dtype=emb.dtype))
     hf_state: dict[str, torch.Tensor] = {}
     for hf_key, fs_key, symbols in layer_keys(src.num_layers):
@@ -311,7 +311,7 @@ def hf_config(src: FairseqCheckpoint, tied: bool) -> dict:
         "eos_token_id": 2,
         "position_embedding_type": "absolute",
         "tie_word_embeddings": tied,
-        "dtype": str(src.model[EMB_KEY].dtype).replace("torch.", ""),
+        "dtype": str(src.model[EMBED_KEY].dtype).replace("torch.", ""),
     }
 
 

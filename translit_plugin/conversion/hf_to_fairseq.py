@@ -29,7 +29,7 @@ from . import ConversionError, stamp
 from .fairseq_model import fairseq_cfg, new_checkpoint, verify_state_dict
 from .hf_source import HFCheckpoint, open_hf_source, read_hf_checkpoint
 from .keys import (
-    EMB_KEY,
+    EMBED_KEY,
     FOLDED_TT_KEY,
     FS,
     HEAD_W_KEY,
@@ -148,7 +148,7 @@ def _fold_token_type(src: HFCheckpoint, state: dict[str, torch.Tensor], record: 
             )
         tt_row = tt[0].clone()
     else:
-        tt_row = torch.zeros(src.dims.C, dtype=state[EMB_KEY].dtype)
+        tt_row = torch.zeros(src.dims.C, dtype=state[EMBED_KEY].dtype)
     state[POS_KEY] = state[POS_KEY] + tt_row  # new (P, C) tensor; the HF one is untouched
     state[FOLDED_TT_KEY] = tt_row
     return tt_key
@@ -156,7 +156,7 @@ def _fold_token_type(src: HFCheckpoint, state: dict[str, torch.Tensor], record: 
 
 def _lm_head(src: HFCheckpoint, state: dict[str, torch.Tensor], unused_rows: int, seed: int, record: dict) -> None:
     """The LM head, its output projection tied to the embeddings: the checkpoint's, or a fresh one (bare encoder)."""
-    emb = state[EMB_KEY]
+    emb = state[EMBED_KEY]
     state[HEAD_W_KEY] = emb
     if not all(k in src.weights for k, _, _ in LM_HEAD_KEYS):
         _fresh_lm_head(src, state, seed, record)
@@ -179,7 +179,7 @@ def _lm_head(src: HFCheckpoint, state: dict[str, torch.Tensor], unused_rows: int
 
 def _fresh_lm_head(src: HFCheckpoint, state: dict[str, torch.Tensor], seed: int, record: dict) -> None:
     """A new head initialised as HF initialises one: dense ~ N(0, initializer_range), layer norm 1/0, bias 0."""
-    C, V, dtype = src.dims.C, src.dims.V, state[EMB_KEY].dtype
+    C, V, dtype = src.dims.C, src.dims.V, state[EMBED_KEY].dtype
     gen = torch.Generator().manual_seed(seed)
     std = float(src.config.get("initializer_range", 0.02))
     state["encoder.lm_head.dense.weight"] = torch.randn(C, C, generator=gen, dtype=dtype) * std

@@ -8,28 +8,29 @@ before anything is written.  Special cases:
   **every position row** (not into the word embeddings, which are tied to the LM head); outputs are unchanged.  The
   row is also kept in the buffer :data:`FOLDED_TT_KEY` so export can split it out again.
 * The LM head's output projection is tied to the word embeddings in both frameworks: one tensor, two names
-  (:data:`EMB_KEY`, :data:`HEAD_W_KEY`).
+  (:data:`~translit_plugin.core.names.EMBED_KEY`, :data:`HEAD_W_KEY`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from translit_plugin.core.names import EMBED_KEY
+
 Row = tuple[str, str, tuple[str, ...]]
 
-FS = "encoder.sentence_encoder."
-EMB_KEY = FS + "embed_tokens.weight"
+FS = "encoder.sentence_encoder."  # EMBED_KEY (core.names) is FS + "embed_tokens.weight"
 POS_KEY = FS + "embed_positions.weight"
-HEAD_W_KEY = "encoder.lm_head.weight"  # the LM output projection: the same tensor as EMB_KEY
+HEAD_W_KEY = "encoder.lm_head.weight"  # the LM output projection: the same tensor as EMBED_KEY
 HEAD_B_KEY = "encoder.lm_head.bias"
 #: the tensors with one row per vocabulary entry
-VOCAB_KEYS = (EMB_KEY, HEAD_W_KEY, HEAD_B_KEY)
+VOCAB_KEYS = (EMBED_KEY, HEAD_W_KEY, HEAD_B_KEY)
 FOLDED_TT_KEY = "encoder.folded_token_type"
 TOKEN_TYPE_KEY = "embeddings.token_type_embeddings.weight"
 WORD_EMB_HF = "embeddings.word_embeddings.weight"
 
 BODY_KEYS: list[Row] = [
-    (WORD_EMB_HF, EMB_KEY, ("V", "C")),
+    (WORD_EMB_HF, EMBED_KEY, ("V", "C")),
     ("embeddings.position_embeddings.weight", POS_KEY, ("P", "C")),
     ("embeddings.LayerNorm.weight", FS + "layernorm_embedding.weight", ("C",)),
     ("embeddings.LayerNorm.bias", FS + "layernorm_embedding.bias", ("C",)),

@@ -30,7 +30,7 @@ import torch
 from translit_plugin.core.safe_output import CONVERT_MARKER, TRIM_MARKER, UNTRIM_MARKER
 
 from . import ConversionError
-from .keys import EMB_KEY, HEAD_W_KEY, LM_HEAD_KEYS
+from .keys import EMBED_KEY, HEAD_W_KEY, LM_HEAD_KEYS
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ def head_status(model_state: dict[str, torch.Tensor], start_dir: Path | None) ->
         return HeadStatus(None, [], f"LM head shapes differ from {start_dir}/model.pt ({shapes}: another vocabulary?)"
                                     "; pass --start-dir with the model directory training started from")
     changed = [k for k in HEAD_KEYS if not torch.equal(model_state[k], start[k].to(model_state[k].dtype))]
-    if HEAD_W_KEY in model_state and not torch.equal(model_state[HEAD_W_KEY], model_state[EMB_KEY]):
+    if HEAD_W_KEY in model_state and not torch.equal(model_state[HEAD_W_KEY], model_state[EMBED_KEY]):
         changed.append(HEAD_W_KEY + " (untied from the embeddings)")
     if changed:
         return HeadStatus(True, changed, f"differs from the start model's ({start_dir}/model.pt) in {changed}")

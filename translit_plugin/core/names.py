@@ -20,6 +20,10 @@ from __future__ import annotations
 
 DEFAULT_LAYER = 8
 
+#: The token embedding matrix in a fairseq checkpoint's state dict: one row per vocabulary entry (the LM head's output
+#: projection ``encoder.lm_head.weight`` is the same tensor).
+EMBED_KEY = "encoder.sentence_encoder.embed_tokens.weight"
+
 MEAN_NO_SPECIAL = "mean_no_special"
 MEAN_WITH_SPECIAL = "mean_with_special"
 CLS = "cls"

@@ -277,7 +277,8 @@ def _build_checked(cls, cfg, task):
 def load_teacher(path: str, task):
     """The frozen teacher: the model in checkpoint ``path``, in eval mode, without gradients (CPU until first use)."""
     from translit_plugin.checkpoint_compat import load_fairseq_checkpoint
-    from translit_plugin.models.translit_roberta import EMBED_KEY, TranslitRobertaModel
+    from translit_plugin.core.names import EMBED_KEY
+    from translit_plugin.models.translit_roberta import TranslitRobertaModel
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--anchor-teacher {path}: no such checkpoint (pass the start model's model.pt)")

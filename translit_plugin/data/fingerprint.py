@@ -388,7 +388,7 @@ def check_recorded_vocabulary(state: dict, dict_path: str | os.PathLike, spm_pat
     """A checkpoint that recorded its training vocabulary (:data:`IDENTITY_KEY`) loaded with a ``dict.txt`` or
     sentencepiece model of the same size but other content: ``ValueError`` naming the file.  Checked only when the
     checkpoint's embedding rows are the recorded ones (an untrimmed or re-trimmed model carries a stale record)."""
-    from translit_plugin.models.translit_roberta import EMBED_KEY
+    from translit_plugin.core.names import EMBED_KEY
 
     recorded = (state.get("task_state") or {}).get(IDENTITY_KEY)
     if not isinstance(recorded, dict) or recorded.get("rows") != int(state["model"][EMBED_KEY].shape[0]):

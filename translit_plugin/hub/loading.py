@@ -47,7 +47,8 @@ def from_pretrained(
 
     import translit_plugin.plugin  # noqa: F401  (registers the model)
     from translit_plugin.checkpoint_compat import load_fairseq_checkpoint
-    from translit_plugin.models.translit_roberta import EMBED_KEY, TranslitRobertaModel
+    from translit_plugin.core.names import EMBED_KEY
+    from translit_plugin.models.translit_roberta import TranslitRobertaModel
 
     model_dir = Path(model_name_or_path)
     ckpt = Path(checkpoint_file) if Path(checkpoint_file).is_absolute() else model_dir / checkpoint_file

@@ -31,9 +31,6 @@ from translit_plugin.core.names import DEFAULT_MAX_LENGTH
 
 logger = logging.getLogger(__name__)
 
-#: The token embedding matrix in a checkpoint's state dict (its rows are the vocabulary).
-EMBED_KEY = "encoder.sentence_encoder.embed_tokens.weight"
-
 #: fairseq's (and XLM-R's) LayerNorm epsilon; HF checkpoints may differ (multilingual-e5: 1e-12).
 DEFAULT_LAYER_NORM_EPS = 1e-5
 

@@ -48,12 +48,11 @@ from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING
 
 from translit_plugin.core.hashing import sha256_file
-from translit_plugin.core.names import DEFAULT_MAX_LENGTH, LATN, ORIG, SIDES
+from translit_plugin.core.names import DEFAULT_MAX_LENGTH, EMBED_KEY, LATN, ORIG, SIDES
 from translit_plugin.data import fingerprint
 from translit_plugin.data.errors import MissingDataError, PairingError, TranslitDataError
 from translit_plugin.data.pair_dataset import MaskingConfig, TranslitPairDataset, temperature_sampling_weights
 from translit_plugin.data.pread_dataset import PreadIndexedDataset
-from translit_plugin.models.translit_roberta import EMBED_KEY
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import torch
 from translit_plugin.checkpoint_compat import load_fairseq_checkpoint
 from translit_plugin.conversion import stamp
 from translit_plugin.conversion.fairseq_model import verify_state_dict
-from translit_plugin.conversion.keys import EMB_KEY, HEAD_B_KEY, HEAD_W_KEY, VOCAB_KEYS
+from translit_plugin.conversion.keys import EMBED_KEY, HEAD_B_KEY, HEAD_W_KEY, VOCAB_KEYS
 from translit_plugin.core.files import atomic_write_text
 from translit_plugin.core.hashing import sha256_file
 from translit_plugin.core.safe_output import check_not_input, check_replaceable_dir, staged_dir
@@ -166,14 +166,14 @@ def _trimmed_checkpoint(full: FullModel, kept_ids: np.ndarray) -> dict:
     """The full ``model.pt`` with only the rows ``kept_ids`` of its vocabulary-sized tensors, no optimizer state."""
     state = load_fairseq_checkpoint(full.dir / "model.pt")
     model_state = state["model"]
-    emb = model_state[EMB_KEY]
+    emb = model_state[EMBED_KEY]
     if emb.shape[0] != full.n_rows:
         raise TrimError(f"{full.dir}/model.pt has {emb.shape[0]} embedding rows but dict.txt + <mask> gives "
                         f"{full.n_rows}")
     idx = torch.from_numpy(kept_ids)
     new_state = dict(model_state)
     new_emb = emb.index_select(0, idx)
-    new_state[EMB_KEY] = new_emb
+    new_state[EMBED_KEY] = new_emb
     if HEAD_W_KEY in model_state:
         head = model_state[HEAD_W_KEY]
         new_state[HEAD_W_KEY] = new_emb if head is emb or torch.equal(head, emb) else head.index_select(0, idx)

@@ -17,7 +17,7 @@ import torch
 from translit_plugin.checkpoint_compat import load_fairseq_checkpoint
 from translit_plugin.conversion import stamp
 from translit_plugin.conversion.fairseq_model import num_updates, verify_state_dict
-from translit_plugin.conversion.keys import EMB_KEY, HEAD_B_KEY, HEAD_W_KEY, VOCAB_KEYS
+from translit_plugin.conversion.keys import EMBED_KEY, HEAD_B_KEY, HEAD_W_KEY, VOCAB_KEYS
 from translit_plugin.core.files import atomic_write_json
 from translit_plugin.core.hashing import sha256_file
 from translit_plugin.core.safe_output import check_not_input, check_replaceable_dir, staged_dir
@@ -86,7 +86,7 @@ def untrim(
             "trim_record": str(record_path.resolve()),
             "start_model_dir": str(full_dir.resolve()),
             "start_model_sha256": start_sha,
-            "rows": int(new_state[EMB_KEY].shape[0]),
+            "rows": int(new_state[EMBED_KEY].shape[0]),
             "rows_from_trained": len(kept),
             "num_updates": num_updates(state),
             "model_sha256": sha256_file(tmp / "model.pt"),
@@ -121,12 +121,12 @@ def _check_start_model(full_dir: Path, want: dict, record_path: Path) -> str:
 def _scattered_state(ckpt: Path, trained_state: dict[str, torch.Tensor], full_dir: Path, full_rows: int,
                      record_path: Path, kept: torch.Tensor) -> dict[str, torch.Tensor]:  # fmt: skip
     """The trained tensors, with the vocabulary-sized ones scattered into the start model's full matrices."""
-    t_emb = trained_state[EMB_KEY]
+    t_emb = trained_state[EMBED_KEY]
     if t_emb.shape[0] != len(kept):
         raise TrimError(f"{ckpt} has {t_emb.shape[0]} embedding rows but {record_path} kept {len(kept)}: the "
                         "checkpoint was not trained from that trimmed model")
     full_state = load_fairseq_checkpoint(full_dir / "model.pt")["model"]
-    f_emb = full_state[EMB_KEY]
+    f_emb = full_state[EMBED_KEY]
     if f_emb.shape[0] != full_rows:
         raise TrimError(f"{full_dir}/model.pt has {f_emb.shape[0]} rows, {record_path} says {full_rows}")
     shape_diff = [k for k in trained_state if k not in VOCAB_KEYS and k in full_state
@@ -142,7 +142,7 @@ def _scattered_state(ckpt: Path, trained_state: dict[str, torch.Tensor], full_di
 
     new_state = dict(trained_state)
     new_emb = scatter(f_emb, t_emb)
-    new_state[EMB_KEY] = new_emb
+    new_state[EMBED_KEY] = new_emb
     if HEAD_W_KEY in trained_state:
         t_head = trained_state[HEAD_W_KEY]
         tied = t_head is t_emb or torch.equal(t_head, t_emb)

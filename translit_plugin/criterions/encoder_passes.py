@@ -12,10 +12,9 @@ import torch
 from torch import Tensor
 
 from translit_plugin.core.names import SIDES
-from translit_plugin.method.masking import SpecialIds
+from translit_plugin.method.masking import SpecialIds, mlm_loss_sum
 from translit_plugin.method.pooling import VectorRequest
 from translit_plugin.method.terms.base import StreamNeeds
-from translit_plugin.method.terms.mlm import mlm_loss_sum
 
 
 class EncoderPasses:

@@ -1,6 +1,7 @@
 """The post-training method as plain PyTorch (torch and numpy only, no fairseq), one module per idea.
 
-* :mod:`.masking` -- MLM masking of a sequence, the content-token mask, the unmasked ids of a masked stream.
+* :mod:`.masking` -- MLM masking of a sequence, the content-token mask, the unmasked ids of a masked stream, the
+  MLM cross-entropy over the selected positions.
 * :mod:`.pooling` -- sentence vectors from one layer's hidden states, by a named pooling
   (:data:`~translit_plugin.core.names.MEAN_NO_SPECIAL`, :data:`~translit_plugin.core.names.MEAN_WITH_SPECIAL`,
   :data:`~translit_plugin.core.names.CLS`).

@@ -1,4 +1,5 @@
-"""MLM masking of one sequence, and which tokens of a batch are content (not ``<s>``, ``</s>`` or padding).
+"""MLM masking of one sequence, which tokens of a batch are content (not ``<s>``, ``</s>`` or padding), and the MLM
+cross-entropy over the masked (selected) positions.
 
 :func:`mask_tokens` masks the way the reference code (HF ``DataCollatorForLanguageModeling``) does: each maskable
 token is selected with probability 0.15 (Bernoulli); of the selected, 80% become ``<mask>``, 10% a random token and
@@ -11,6 +12,7 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 MaskSampling = Literal["bernoulli", "exact_count"]
@@ -99,3 +101,13 @@ def unmasked(stream: dict, pad: int) -> Tensor:
     token was selected for prediction, ``pad`` elsewhere."""
     target = stream["target"]
     return torch.where(target.ne(pad), target, stream["src_tokens"])
+
+
+def mlm_loss_sum(logits: Tensor, target: Tensor, pad: int) -> tuple[Tensor, Tensor]:
+    """Summed float32 cross-entropy of ``M x V`` ``logits`` over the selected positions of ``target`` (``B x T``,
+    ``pad`` where not selected; row-major like the LM head's selection), and their number."""
+    targets = target[target.ne(pad)]  # M
+    if logits.shape[0] != targets.shape[0]:
+        raise RuntimeError(f"LM head returned {logits.shape[0]} rows for {targets.shape[0]} selected tokens")
+    loss = F.cross_entropy(logits.float(), targets, reduction="sum")
+    return loss, torch.tensor(float(targets.numel()), device=logits.device)

@@ -1,27 +1,16 @@
 """MLM on the original script and MLM on the Latin transliteration: mean cross-entropy over a stream's selected
-tokens (the LM head runs only on those positions)."""
+tokens (the LM head runs only on those positions; the encoder passes sum it with
+:func:`~translit_plugin.method.masking.mlm_loss_sum`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from translit_plugin.core.names import LATN, ORIG
 from translit_plugin.method.terms.base import Metric, Step, StreamNeeds, Term, logged_total
-
-
-def mlm_loss_sum(logits: Tensor, target: Tensor, pad: int) -> tuple[Tensor, Tensor]:
-    """Summed float32 cross-entropy of ``M x V`` ``logits`` over the selected positions of ``target`` (``B x T``,
-    ``pad`` where not selected; row-major like the LM head's selection), and their number."""
-    targets = target[target.ne(pad)]  # M
-    if logits.shape[0] != targets.shape[0]:
-        raise RuntimeError(f"LM head returned {logits.shape[0]} rows for {targets.shape[0]} selected tokens")
-    loss = F.cross_entropy(logits.float(), targets, reduction="sum")
-    return loss, torch.tensor(float(targets.numel()), device=logits.device)
 
 
 class MlmTerm(Term):

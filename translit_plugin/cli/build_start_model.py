@@ -31,14 +31,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from translit_plugin.conversion.start_model import build_random_xlmr, train_sentencepiece
+    from translit_plugin.conversion.start_model import (
+        START_MODEL_COMMAND,
+        START_MODEL_FILES,
+        START_MODEL_MARKER,
+        build_random_xlmr,
+        train_sentencepiece,
+    )
     from translit_plugin.core.files import atomic_write_json
-    from translit_plugin.core.safe_output import START_MODEL_MARKER, staged_dir
+    from translit_plugin.core.safe_output import staged_dir
 
     if args.hidden % args.heads:
         raise ValueError(f"--hidden {args.hidden} is not a multiple of --heads {args.heads}")
     out = Path(args.output)
-    with staged_dir(out, args.force, args.text, START_MODEL_MARKER, "translit-ppa build-start-model") as tmp:
+    with staged_dir(out, args.force, args.text, START_MODEL_MARKER, START_MODEL_COMMAND, START_MODEL_FILES) as tmp:
         try:
             spm_path = train_sentencepiece(args.text, tmp / "sentencepiece.bpe.model", args.vocab_size, seed=args.seed)
         except RuntimeError as e:  # sentencepiece reports bad settings for the text as RuntimeError

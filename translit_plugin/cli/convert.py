@@ -40,12 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from translit_plugin.conversion import ConversionError
-    from translit_plugin.conversion.hf_to_fairseq import convert_hf_to_fairseq
-    from translit_plugin.core.safe_output import CONVERT_MARKER, check_not_input, check_replaceable_dir
+    from translit_plugin.conversion.hf_to_fairseq import CONVERT_COMMAND, CONVERTED_FILES, convert_hf_to_fairseq
+    from translit_plugin.core.names import CONVERT_MARKER
+    from translit_plugin.core.safe_output import check_not_input, check_replaceable_dir
 
     # refuse an unsafe output before the (long) conversion; convert_hf_to_fairseq checks again when it writes
     check_not_input(args.output, [args.source] if Path(args.source).exists() else [])
-    check_replaceable_dir(args.output, args.force, CONVERT_MARKER, "translit-ppa convert")
+    check_replaceable_dir(args.output, args.force, CONVERT_MARKER, CONVERT_COMMAND, CONVERTED_FILES)
     try:
         out = convert_hf_to_fairseq(
             args.source, args.output, force=args.force, arch=args.arch,

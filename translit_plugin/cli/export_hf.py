@@ -37,8 +37,13 @@ def run(args: argparse.Namespace) -> int:
     import zipfile
 
     from translit_plugin.conversion import ConversionError
-    from translit_plugin.conversion.fairseq_to_hf import export_fairseq_to_hf
-    from translit_plugin.core.safe_output import EXPORT_MARKER, check_not_input, check_replaceable_dir
+    from translit_plugin.conversion.fairseq_to_hf import (
+        EXPORT_COMMAND,
+        EXPORT_MARKER,
+        EXPORTED_FILES,
+        export_fairseq_to_hf,
+    )
+    from translit_plugin.core.safe_output import check_not_input, check_replaceable_dir
 
     checkpoint = Path(args.checkpoint)
     if not checkpoint.is_file():
@@ -50,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
                                 "sentencepiece.bpe.model")
     # refuse an unsafe output before reading the checkpoint; export_fairseq_to_hf checks again when it writes
     check_not_input(args.output, [checkpoint, spm, *args.results])
-    check_replaceable_dir(args.output, args.force, EXPORT_MARKER, "translit-ppa export-hf")
+    check_replaceable_dir(args.output, args.force, EXPORT_MARKER, EXPORT_COMMAND, EXPORTED_FILES)
     try:
         out = export_fairseq_to_hf(
             args.checkpoint, args.output, spm_model=args.spm, force=args.force, check_parity=not args.no_parity_check,

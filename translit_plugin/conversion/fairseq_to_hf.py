@@ -34,7 +34,7 @@ import torch
 from translit_plugin.checkpoint_compat import load_fairseq_checkpoint
 from translit_plugin.core.files import atomic_write_json, atomic_write_text
 from translit_plugin.core.hashing import sha256_file
-from translit_plugin.core.safe_output import EXPORT_MARKER, staged_dir
+from translit_plugin.core.safe_output import staged_dir
 from translit_plugin.core.use_settings import USE_FILE, UseSetting, read_use_setting
 from translit_plugin.vocab import expected_vocab_size
 
@@ -56,6 +56,15 @@ from .lineage import POOLER_KEYS, Lineage, find_lineage, head_status, read_hf_ex
 from .parity import export_parity_check
 
 logger = logging.getLogger(__name__)
+
+EXPORT_COMMAND = "translit-ppa export-hf"
+#: The record of an export; it marks the directory as written by ``export-hf``
+EXPORT_MARKER = "translit_ppa_export.json"
+#: What an exported directory may hold besides its record (``--force`` replaces nothing else)
+EXPORTED_FILES = ("config.json", "model.safetensors", "generation_config.json", "sentencepiece.bpe.model",
+                  "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                  "README.md", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
+                  "1_Pooling/config.json")
 
 
 def export_fairseq_to_hf(
@@ -337,7 +346,7 @@ def _write_hf_dir(src: FairseqCheckpoint, spm_path: Path, hf_state: dict[str, to
     from .start_model import save_hf_tokenizer
 
     inputs = [src.path, spm_path, *(t.path for t in tables)]
-    with staged_dir(out_dir, force, inputs, EXPORT_MARKER, "translit-ppa export-hf") as tmp:
+    with staged_dir(out_dir, force, inputs, EXPORT_MARKER, EXPORT_COMMAND, EXPORTED_FILES) as tmp:
         # safetensors refuses shared storage: give each tensor its own contiguous buffer only where needed
         save_file({k: v.contiguous() for k, v in hf_state.items()}, str(tmp / "model.safetensors"),
                   metadata={"format": "pt"})  # fmt: skip

@@ -22,7 +22,8 @@ import torch
 
 from translit_plugin.core.files import atomic_write_json
 from translit_plugin.core.hashing import sha256_file, sha256_files
-from translit_plugin.core.safe_output import CONVERT_MARKER, staged_dir
+from translit_plugin.core.names import CONVERT_MARKER
+from translit_plugin.core.safe_output import staged_dir
 from translit_plugin.vocab import SPM_FIRST_PIECE, expected_vocab_size, load_spm, write_fairseq_dict
 
 from . import ConversionError, stamp
@@ -43,6 +44,10 @@ from .keys import (
 from .parity import parity_check
 
 logger = logging.getLogger(__name__)
+
+CONVERT_COMMAND = "translit-ppa convert"
+#: What a converted model directory may hold besides its record (``--force`` replaces nothing else)
+CONVERTED_FILES = ("model.pt", "dict.txt", "sentencepiece.bpe.model", "use.json", "hf_extra.safetensors")
 
 
 def convert_hf_to_fairseq(
@@ -239,7 +244,7 @@ def _source_record(src: HFCheckpoint) -> dict:
 def _write_model_dir(src: HFCheckpoint, state: dict[str, torch.Tensor], record: dict, out_dir: Path, force: bool,
                      arch: str, check_parity: bool, use=None) -> None:  # fmt: skip
     """Write the model directory (staged: nothing appears unless every step, the parity check included, passed)."""
-    with staged_dir(out_dir, force, [src.dir], CONVERT_MARKER, "translit-ppa convert") as tmp:
+    with staged_dir(out_dir, force, [src.dir], CONVERT_MARKER, CONVERT_COMMAND, CONVERTED_FILES) as tmp:
         shutil.copyfile(src.spm_path, tmp / "sentencepiece.bpe.model")
         write_fairseq_dict(tmp / "sentencepiece.bpe.model", tmp / "dict.txt")
         cfg = fairseq_cfg(

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from translit_plugin.core.safe_output import CONVERT_MARKER, TRIM_MARKER, UNTRIM_MARKER
+from translit_plugin.core.names import CONVERT_MARKER, TRIM_MARKER, UNTRIM_MARKER
 
 from . import ConversionError
 from .keys import EMBED_KEY, HEAD_W_KEY, LM_HEAD_KEYS

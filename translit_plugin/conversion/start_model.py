@@ -18,6 +18,13 @@ from translit_plugin.core.names import DEFAULT_MAX_LENGTH
 
 logger = logging.getLogger(__name__)
 
+START_MODEL_COMMAND = "translit-ppa build-start-model"
+#: The record of a built start model; it marks the directory as written by ``build-start-model``
+START_MODEL_MARKER = "translit_ppa_start_model.json"
+#: What a start-model directory may hold besides its record (``--force`` replaces nothing else)
+START_MODEL_FILES = ("config.json", "model.safetensors", "generation_config.json", "sentencepiece.bpe.model",
+                     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
+
 
 def train_sentencepiece(
     text_files: Iterable[str | os.PathLike],

@@ -51,3 +51,9 @@ def check_layer(layer: int, num_layers: int, what: str = "layer") -> int:
     if not 0 <= int(layer) <= num_layers:
         raise ValueError(f"{what} {layer} does not exist: the model has layers 0 (embeddings) to {num_layers}")
     return int(layer)
+
+#: The records that mark a model directory as written by ``convert``, ``trim-vocab`` or ``untrim`` (each command
+#: writes one; ``conversion/lineage.py`` follows them back to where a checkpoint came from).
+CONVERT_MARKER = "conversion.json"
+TRIM_MARKER = "trim.json"
+UNTRIM_MARKER = "untrim.json"

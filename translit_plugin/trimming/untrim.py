@@ -23,7 +23,7 @@ from translit_plugin.core.hashing import sha256_file
 from translit_plugin.core.safe_output import check_not_input, check_replaceable_dir, staged_dir
 from translit_plugin.core.use_settings import USE_FILE
 
-from . import TRIM_RECORD, UNTRIM_COMMAND, UNTRIM_RECORD, TrimError, check_model_dir
+from . import TRIM_RECORD, UNTRIM_COMMAND, UNTRIM_RECORD, UNTRIMMED_FILES, TrimError, check_model_dir
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def untrim(
     state = load_fairseq_checkpoint(ckpt)
     record_path = _find_trim_record(ckpt, state.get("cfg"), trim_record)
     check_not_input(out_dir, [ckpt, full_dir, record_path])
-    check_replaceable_dir(out_dir, force, UNTRIM_RECORD, UNTRIM_COMMAND)
+    check_replaceable_dir(out_dir, force, UNTRIM_RECORD, UNTRIM_COMMAND, UNTRIMMED_FILES)
     record = json.loads(record_path.read_text(encoding="utf-8"))
     kept = torch.tensor(record["kept_ids"], dtype=torch.long)
     start_sha = _check_start_model(full_dir, record["full"], record_path)
@@ -73,7 +73,8 @@ def untrim(
     new_ckpt["model"] = new_state
     new_ckpt["last_optimizer_state"] = None  # the trimmed run's Adam state has the trimmed shapes
 
-    with staged_dir(out_dir, force, [ckpt, full_dir, record_path], UNTRIM_RECORD, UNTRIM_COMMAND) as tmp:
+    with staged_dir(out_dir, force, [ckpt, full_dir, record_path], UNTRIM_RECORD, UNTRIM_COMMAND,
+                    UNTRIMMED_FILES) as tmp:
         torch.save(new_ckpt, tmp / "model.pt")
         shutil.copyfile(full_dir / "sentencepiece.bpe.model", tmp / "sentencepiece.bpe.model")
         shutil.copyfile(full_dir / "dict.txt", tmp / "dict.txt")

@@ -88,7 +88,7 @@ def worker_fairseq(root: Path, reader: str, more_batches: int) -> dict:
     from omegaconf import OmegaConf
 
     import translit_plugin.plugin  # noqa: F401
-    from translit_plugin.tasks import translit_align
+    from translit_plugin.data import splits
     from translit_plugin.tasks.translit_align import TranslitAlignConfig, TranslitAlignTask
 
     if reader == "mmap":  # the baseline: fairseq's memory-mapped reader (with the plugin's bounded warm-up)
@@ -101,7 +101,7 @@ def worker_fairseq(root: Path, reader: str, more_batches: int) -> dict:
                 with bounded_mmap_warmup():
                     return indexed_dataset.MMapIndexedDataset(prefix)
 
-        translit_align.PreadIndexedDataset = FairseqMmap
+        splits.PreadIndexedDataset = FairseqMmap
 
     t_import = time.perf_counter() - t0
     rss_import = _peak_rss_mb()

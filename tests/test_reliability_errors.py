@@ -70,7 +70,7 @@ def test_start_model_with_other_positions_is_refused_with_the_flag_to_set(data, 
 
 
 def test_start_model_shape_check_names_every_differing_tensor_group(data, tiny_model_dir):
-    from translit_plugin.tasks.translit_align import check_checkpoint_shapes
+    from translit_plugin.models.checkpoints import check_checkpoint_shapes
 
     model = make_task(data, tokens_per_sample=128).build_model(tiny_args(max_positions=200))
     state = torch.load(tiny_model_dir / "model.pt", map_location="cpu", weights_only=False)

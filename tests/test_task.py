@@ -10,11 +10,8 @@ from translit_helpers import cached_data_bin, write_split
 
 import translit_plugin.plugin  # noqa: F401  (registers the components)
 from translit_plugin.core.names import EMBED_KEY
-from translit_plugin.tasks.translit_align import (
-    LanguageResamplingDataset,
-    TranslitAlignConfig,
-    TranslitAlignTask,
-)
+from translit_plugin.data.resampling import LanguageResamplingDataset
+from translit_plugin.tasks.translit_align import TranslitAlignConfig, TranslitAlignTask
 
 
 @pytest.fixture(scope="module")
@@ -318,16 +315,17 @@ def test_start_checkpoint_of_another_network_is_refused_with_the_flags_to_pass(t
 
     import torch
 
-    from translit_plugin.tasks.translit_align import TranslitDataError, _check_architecture
+    from translit_plugin.data.errors import TranslitDataError
+    from translit_plugin.models.checkpoints import check_architecture
 
     path = str(tiny_model_dir / "model.pt")
     start = torch.load(path, map_location="cpu", weights_only=False)["cfg"].model
-    _check_architecture(path, start)  # the same network: fine
+    check_architecture(path, start)  # the same network: fine
     run = copy.deepcopy(start)
     run.layer_norm_eps = 1e-12
     run.encoder_ffn_embed_dim = 256
     with pytest.raises(TranslitDataError, match=r"add --encoder-ffn-embed-dim 128 --layer-norm-eps 1e-05"):
-        _check_architecture(path, run)
+        check_architecture(path, run)
     from translit_plugin.models.arch_flags import arch_flags
 
     flags = " ".join(arch_flags(path))

@@ -258,8 +258,7 @@ def check_options(cfg, task) -> None:
 
 def _build_checked(cls, cfg, task):
     """``check_options``, then the criterion; a ``ValueError`` of its terms becomes a ``TranslitDataError``."""
-    from translit_plugin.data.errors import TranslitDataError
-    from translit_plugin.tasks.translit_align import clean_exit
+    from translit_plugin.data.errors import TranslitDataError, clean_exit
 
     @clean_exit
     def build():

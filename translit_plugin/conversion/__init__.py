@@ -8,7 +8,8 @@ One module per step, importable without fairseq or transformers (they are import
 * :mod:`.hf_to_fairseq`: ``translit-ppa convert`` (:func:`~.hf_to_fairseq.convert_hf_to_fairseq`).
 * :mod:`.fairseq_to_hf`: ``translit-ppa export-hf`` (:func:`~.fairseq_to_hf.export_fairseq_to_hf`), with
   :mod:`.lineage` (the start model and the conversion a checkpoint came from; was the LM head trained),
-  :mod:`.st_config` (the sentence-transformers files of the use setting) and :mod:`.model_card` (``README.md``).
+  :mod:`.st_config` (the sentence-transformers files of the use setting) and :mod:`.model_card` (``README.md``,
+  from the facts :mod:`.card_facts` gathers).
 * :mod:`.fairseq_model`: the fairseq side of both: the saved config, the state-dict check, the checkpoint record.
 * :mod:`.parity`: both frameworks run side by side on the same ids (the check behind both directions).
 * :mod:`.start_model`: ``translit-ppa build-start-model`` (a small random XLM-R for the demo and tests).

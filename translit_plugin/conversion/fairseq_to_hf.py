@@ -83,7 +83,7 @@ def export_fairseq_to_hf(
     model directory training started from, when :mod:`.lineage` cannot find it.  ``results``: evaluation results
     for the model card (``demo_results.json`` or ``translit-ppa evaluate`` JSON lines).
     """
-    from .model_card import read_results
+    from .card_facts import read_results
 
     checkpoint = Path(checkpoint)
     spm_path = Path(spm_model) if spm_model else checkpoint.parent / "sentencepiece.bpe.model"

@@ -32,7 +32,7 @@ from torch import Tensor
 from translit_plugin.criterions.encoder_passes import EncoderPasses
 from translit_plugin.method.gather import GATHERS, Workers
 from translit_plugin.method.masking import SpecialIds
-from translit_plugin.method.terms import TERMS
+from translit_plugin.method.terms import TERMS, anchor
 from translit_plugin.method.terms.base import Step, TermSetup, logged_total, merge_needs
 
 logger = logging.getLogger(__name__)
@@ -86,6 +86,11 @@ class MlmSeqTlmCriterion(FairseqCriterion):
 
     Built by fairseq from its config (``cfg``); in code, ``MlmSeqTlmCriterion(task, seq_layer=2, ...)`` takes the
     options as keywords (the rest keep their defaults).
+
+    What it reads from ``task`` (``translit_align`` provides both): ``source_dictionary``, and, when the anchored term
+    is on without ``--anchor-teacher``, ``start_checkpoints()`` (the run's start model(s),
+    :meth:`~translit_plugin.tasks.translit_align.TranslitAlignTask.start_checkpoints`; the first that exists is the
+    teacher).
     """
 
     def __init__(self, task, cfg: MlmSeqTlmConfig | None = None, **options) -> None:
@@ -130,26 +135,21 @@ class MlmSeqTlmCriterion(FairseqCriterion):
 
         spm_path = os.path.join(self._teacher_dir(path), "sentencepiece.bpe.model")
         if not os.path.isfile(spm_path):
-            raise FileNotFoundError(f"--anchor-prompt: no sentencepiece model at {spm_path} (the teacher's directory)")
+            raise FileNotFoundError(anchor.prompt_spm_missing(spm_path))
         sp = load_spm(spm_path)
         d = self.task.source_dictionary
         ids = encode_ids(sp, build_id_map(sp, d), text)
         inner = [int(i) for i in ids[1:-1]]
         if d.unk() in inner:
-            pieces = sp.EncodeAsPieces(text)
-            raise ValueError(f"--anchor-prompt {text!r}: pieces {pieces} are not all in the data's dictionary; trim "
-                             "the vocabulary with the model's use.json present (trim-vocab keeps its prompts)")
+            raise ValueError(anchor.prompt_pieces_unknown(text, sp.EncodeAsPieces(text)))
         return inner
 
     def _teacher_path(self, path: str | None) -> str:
         if not path:
-            starts = [p for p in getattr(self.task, "start_checkpoints", list)() if os.path.isfile(p)]
+            starts = [p for p in self.task.start_checkpoints() if os.path.isfile(p)]
             path = starts[0] if starts else None
         if not path:
-            raise ValueError(
-                "--anchor-weight > 0 needs a teacher: pass --anchor-teacher MODEL_DIR/model.pt (the start model) "
-                "or start with --finetune-from-model"
-            )
+            raise ValueError(anchor.NO_TEACHER)
         return path
 
     def _workers(self) -> Workers:
@@ -275,21 +275,12 @@ def _build_checked(cls, cfg, task):
 
 def load_teacher(path: str, task):
     """The frozen teacher: the model in checkpoint ``path``, in eval mode, without gradients (CPU until first use)."""
-    from translit_plugin.checkpoint_compat import load_fairseq_checkpoint
-    from translit_plugin.core.names import EMBED_KEY
-    from translit_plugin.models.translit_roberta import TranslitRobertaModel
+    from translit_plugin.models.checkpoints import load_model
 
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"--anchor-teacher {path}: no such checkpoint (pass the start model's model.pt)")
-    state = load_fairseq_checkpoint(path)
-    rows = state["model"][EMBED_KEY].shape[0]
-    if rows != len(task.source_dictionary):
-        raise ValueError(
-            f"--anchor-teacher {path}: {rows} embedding rows but the data's dictionary has "
-            f"{len(task.source_dictionary)} entries; the teacher must be the start model (same vocabulary)"
-        )
-    teacher = TranslitRobertaModel.build_model(state["cfg"].model, task)
-    teacher.load_state_dict(state["model"], strict=True, model_cfg=state["cfg"].model)
+        raise FileNotFoundError(anchor.teacher_not_found(path))
+    teacher, _ = load_model(path, task.source_dictionary,
+                            lambda rows, entries: anchor.teacher_rows_differ(path, rows, entries))
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)

@@ -47,8 +47,8 @@ def from_pretrained(
 
     import translit_plugin.plugin  # noqa: F401  (registers the model)
     from translit_plugin.checkpoint_compat import load_fairseq_checkpoint
-    from translit_plugin.core.names import EMBED_KEY
-    from translit_plugin.models.translit_roberta import TranslitRobertaModel
+    from translit_plugin.data.fingerprint import check_recorded_vocabulary
+    from translit_plugin.models.checkpoints import load_model
 
     model_dir = Path(model_name_or_path)
     ckpt = Path(checkpoint_file) if Path(checkpoint_file).is_absolute() else model_dir / checkpoint_file
@@ -62,16 +62,14 @@ def from_pretrained(
     dict_path = Path(dictionary) if dictionary else find_dictionary(model_dir, cfg)
     d = Dictionary.load(str(dict_path))
     d.add_symbol("<mask>")
-    emb_rows = state["model"][EMBED_KEY].shape[0]
-    if len(d) != emb_rows:
-        raise ValueError(
-            f"{dict_path}: dictionary has {len(d)} entries (with <mask>) but {ckpt} has {emb_rows} embedding rows; "
+    model, _ = load_model(
+        ckpt, d, lambda rows, entries: (
+            f"{dict_path}: dictionary has {entries} entries (with <mask>) but {ckpt} has {rows} embedding rows; "
             "the dictionary does not belong to this checkpoint"
-        )
-    from translit_plugin.data.fingerprint import check_recorded_vocabulary  # same size, other content (issue 20)
-
-    check_recorded_vocabulary(state, dict_path, spm_path, ckpt)
-    model = TranslitRobertaModel.from_state(state, d)
+        ),
+        state=state,  # same size, other content (issue 20):
+        check_state=lambda state: check_recorded_vocabulary(state, dict_path, spm_path, ckpt),
+    )
     logger.info("loaded %s (%d layers, vocab %d)", ckpt, len(model.encoder.sentence_encoder.layers), len(d))
     if use_setting is None:  # the model's directory, then the directories its tokenizer files came from
         use_setting = find_use_setting(model_dir, spm_path.parent, dict_path.parent)

@@ -1,6 +1,10 @@
-"""A start checkpoint against the run: readers (memory-mapped, nothing loaded) and the checks the task makes before
-fairseq loads the file: vocabulary (``dict.txt``, else ``conversion.json``'s fingerprints, else a warning),
-embedding rows, architecture and tensor shapes, and the data a resumed ``checkpoint_last.pt`` was trained on.
+"""From a checkpoint to a model, and a start checkpoint against the run.
+
+:func:`load_model` is the one way from a fairseq checkpoint to a model (the hub's loader and the anchored term's
+teacher use it), with the one embedding-rows check (:func:`check_embedding_rows`) that the task's start-checkpoint
+check applies too.  The readers are memory-mapped (nothing loaded); the checks the task makes before fairseq loads the
+start checkpoint: vocabulary (``dict.txt``, else ``conversion.json``'s fingerprints, else a warning), embedding rows,
+architecture and tensor shapes, and the data a resumed ``checkpoint_last.pt`` was trained on.
 
 Errors the user has to fix raise :class:`~translit_plugin.data.errors.TranslitDataError` naming both paths.
 """
@@ -10,17 +14,46 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 
 from fairseq.data import Dictionary
 
-from translit_plugin.checkpoint_compat import map_checkpoint
+from translit_plugin.checkpoint_compat import load_fairseq_checkpoint, map_checkpoint
 from translit_plugin.core.hashing import sha256_file
 from translit_plugin.core.names import EMBED_KEY
 from translit_plugin.data import fingerprint
 from translit_plugin.data.errors import TranslitDataError
 from translit_plugin.models.arch_flags import POSITIONS_KEY, as_flags, checkpoint_network, network
+from translit_plugin.models.translit_roberta import TranslitRobertaModel
 
 logger = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------------------------ checkpoint -> model
+def check_embedding_rows(rows: int | None, entries: int, mismatch: Callable[[int, int], str],
+                         error: type[Exception] = TranslitDataError) -> None:
+    """The one embedding-rows check: a checkpoint fits a dictionary only with one token-embedding row per id
+    (``<mask>`` included).  ``mismatch(rows, entries)`` is the caller's one-line message (its paths, its fix), raised
+    as ``error``; ``rows`` None (unreadable here) passes."""
+    if rows is not None and rows != entries:
+        raise error(mismatch(rows, entries))
+
+
+def load_model(path, dictionary, mismatch: Callable[[int, int], str], *, error: type[Exception] = ValueError,
+               state: dict | None = None, check_state: Callable[[dict], None] | None = None):
+    """The one way from a fairseq checkpoint to a model -> ``(model, state)``.
+
+    Loads ``path`` (unless its loaded ``state`` is given), checks its embedding rows against ``dictionary``
+    (:func:`check_embedding_rows` with the caller's ``mismatch`` message and ``error``), runs ``check_state(state)``
+    when given, then builds the network ``state["cfg"].model`` describes over ``dictionary`` with the checkpoint's
+    weights (strict).
+    """
+    if state is None:
+        state = load_fairseq_checkpoint(path)
+    check_embedding_rows(int(state["model"][EMBED_KEY].shape[0]), len(dictionary), mismatch, error)
+    if check_state is not None:
+        check_state(state)
+    return TranslitRobertaModel.from_state(state, dictionary), state
 
 
 # ---------------------------------------------------------------------------------------------------------- readers
@@ -116,12 +149,11 @@ def check_start_checkpoint(path: str, dictionary: Dictionary, data: str, data_di
     if model_cfg is not None:
         check_architecture(path, model_cfg)
     rows = checkpoint_embedding_rows(path)
-    if rows is not None and rows != len(dictionary):
-        raise TranslitDataError(
-            f"{path} has {rows} embedding rows but {data_dict} + <mask> gives {len(dictionary)} ids: the "
-            "data was binarized with a different vocabulary than the model's; re-run `translit-ppa prepare` "
-            "with this model's dict.txt"
-        )
+    check_embedding_rows(rows, len(dictionary), lambda rows, ids: (
+        f"{path} has {rows} embedding rows but {data_dict} + <mask> gives {ids} ids: the "
+        "data was binarized with a different vocabulary than the model's; re-run `translit-ppa prepare` "
+        "with this model's dict.txt"
+    ))
     if model is not None:
         shapes = checkpoint_shapes(path)
         if shapes is not None:

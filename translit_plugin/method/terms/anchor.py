@@ -124,6 +124,30 @@ def teacher_retrieval_correct(student: Tensor, teacher: Tensor, rows: slice | No
     return (student @ F.normalize(teacher.float(), dim=-1).t()).argmax(dim=-1).eq(own).sum()
 
 
+# ----------------------------------------------------------------------------------- the teacher's errors (this term's)
+# The criterion loads the teacher and tokenizes the prompt (fairseq side); what it says when it cannot is the term's.
+NO_TEACHER = ("--anchor-weight > 0 needs a teacher: pass --anchor-teacher MODEL_DIR/model.pt (the start model) "
+              "or start with --finetune-from-model")
+
+
+def teacher_not_found(path: str) -> str:
+    return f"--anchor-teacher {path}: no such checkpoint (pass the start model's model.pt)"
+
+
+def teacher_rows_differ(path: str, rows: int, entries: int) -> str:
+    return (f"--anchor-teacher {path}: {rows} embedding rows but the data's dictionary has {entries} entries; the "
+            "teacher must be the start model (same vocabulary)")
+
+
+def prompt_spm_missing(spm_path: str) -> str:
+    return f"--anchor-prompt: no sentencepiece model at {spm_path} (the teacher's directory)"
+
+
+def prompt_pieces_unknown(text: str, pieces: list[str]) -> str:
+    return (f"--anchor-prompt {text!r}: pieces {pieces} are not all in the data's dictionary; trim the vocabulary "
+            "with the model's use.json present (trim-vocab keeps its prompts)")
+
+
 @dataclass
 class AnchorOptions:
     anchor_weight: float = field(

@@ -56,9 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
 
     from translit_plugin.core.hashing import sha1_file
+    from translit_plugin.prepare.chunk_plan import build_plan, run_chunks
     from translit_plugin.prepare.chunks import ChunkSettings, get_encoder, get_transliterator
     from translit_plugin.prepare.groups import load_group
-    from translit_plugin.prepare.pipeline import PrepareConfig, build_plan, run_chunks, run_prepare
+    from translit_plugin.prepare.pipeline import PrepareConfig, run_prepare
     from translit_plugin.prepare.sample import SampleConfig
     from translit_plugin.transliterate import uroman_version
 

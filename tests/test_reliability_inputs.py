@@ -38,7 +38,8 @@ prepare = run_prepare
 # ------------------------------------------------------------------------------------------ finding 7
 @pytest.mark.parametrize("kind", ["directory", "dangling symlink"])
 def test_language_named_entry_that_is_not_a_file_is_an_error(tmp_path, kind):
-    from translit_plugin.prepare.pipeline import PrepareInputError, discover_languages
+    from translit_plugin.prepare.config import PrepareInputError
+    from translit_plugin.prepare.inputs import discover_languages
 
     inp = write_input(tmp_path / "in", langs=("ell_Grek",))
     bad = inp / "rus_Cyrl.txt"

@@ -49,8 +49,8 @@ def warn_deprecated(args: argparse.Namespace) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from translit_plugin.cli.argtypes import NONNEG, POSITIVE, float_in
     from translit_plugin.prepare.clean import CleanConfig
+    from translit_plugin.prepare.config import STAGES, PrepareConfig
     from translit_plugin.prepare.latn_check import LatnCheckConfig
-    from translit_plugin.prepare.pipeline import STAGES, PrepareConfig
     from translit_plugin.prepare.sample import SampleConfig
 
     c, s, p, lc = CleanConfig(), SampleConfig(), PrepareConfig(Path(), Path(), Path()), LatnCheckConfig()
@@ -138,9 +138,10 @@ def _latn_lines(text: str) -> int | None:
 def run(args: argparse.Namespace) -> int:
     from translit_plugin.core.safe_output import UnsafeOutputError, check_not_input
     from translit_plugin.prepare.clean import CleanConfig
+    from translit_plugin.prepare.config import PrepareConfig, PrepareInputError
     from translit_plugin.prepare.content_check import ContentCheckConfig
     from translit_plugin.prepare.latn_check import LatnCheckConfig
-    from translit_plugin.prepare.pipeline import PrepareConfig, PrepareInputError, run_prepare
+    from translit_plugin.prepare.pipeline import run_prepare
     from translit_plugin.prepare.sample import SampleConfig
     from translit_plugin.prepare.transliterate_job import parse_uroman_codes
 

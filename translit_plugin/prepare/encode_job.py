@@ -60,7 +60,7 @@ def check_configs(content_check: bool = True, latn_lines: int | None = LatnCheck
 def pair_inputs(orig: Path, latn: Path, lang: str | None, langs: list[str] | None) -> dict[str | None, tuple[Path,
                                                                                                             Path]]:
     """``{lang: (orig file, latn file)}``; the key is None for single files without ``--lang``."""
-    from translit_plugin.prepare.pipeline import discover_languages
+    from translit_plugin.prepare.inputs import discover_languages
 
     if orig.is_dir() != latn.is_dir():
         raise SystemExit(f"--orig {orig} and --latn {latn}: give two directories or two files")
@@ -104,7 +104,7 @@ def _encode_languages(jobs: list[LangJob], split: str, workers: int, progress: b
     several languages)."""
     from tqdm import tqdm
 
-    from translit_plugin.prepare.pipeline import pool_context
+    from translit_plugin.prepare.chunk_plan import pool_context
 
     if workers > 1 and len(jobs) > 1:
         with pool_context().Pool(min(workers, len(jobs))) as pool:
@@ -199,7 +199,7 @@ def encode_split(pairs: dict[str | None, tuple[Path, Path]], split: str, model_d
     from contextlib import ExitStack
 
     from translit_plugin.core.safe_output import check_not_input, check_own_folder, held_output_dir
-    from translit_plugin.prepare.pipeline import model_files
+    from translit_plugin.prepare.inputs import model_files
 
     if max_length < 3:
         raise SystemExit(f"--max-length {max_length}: must be >= 3 (<s>, one piece, </s>)")
@@ -224,7 +224,7 @@ def _encode_split_held(pairs: dict[str | None, tuple[Path, Path]], split: str, m
     from translit_plugin.core.files import atomic_write_json
     from translit_plugin.core.hashing import sha1_file, stable_key
     from translit_plugin.data.fingerprint import write_pairing
-    from translit_plugin.prepare.pipeline import model_files
+    from translit_plugin.prepare.inputs import model_files
 
     if max_length < 3:
         raise SystemExit(f"--max-length {max_length}: must be >= 3 (<s>, one piece, </s>)")

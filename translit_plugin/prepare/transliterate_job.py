@@ -65,7 +65,7 @@ def decode_raw(raw: bytes) -> str:
 
 def input_files(path: Path, lang: str | None, langs: list[str] | None) -> dict[str, Path]:
     """``{lang_Script: file}`` for a directory of ``{lang_Script}.txt`` files or a single file."""
-    from translit_plugin.prepare.pipeline import discover_languages
+    from translit_plugin.prepare.inputs import discover_languages
 
     if path.is_dir():
         if lang is not None:
@@ -146,7 +146,7 @@ def run_job(job: Job) -> int:
 def run_jobs(jobs: list[Job], workers: int, progress: bool) -> None:
     from tqdm import tqdm
 
-    from translit_plugin.prepare.pipeline import plan_runs, pool_context
+    from translit_plugin.prepare.chunk_plan import plan_runs, pool_context
     from translit_plugin.prepare.records import read_done
 
     pending = [job for job in jobs if read_done(Path(job.out), job_key(job)) is None]
@@ -282,9 +282,9 @@ def _transliterate_held(files: dict[str, Path], outputs: dict[str, Path], work: 
 
 def parse_uroman_codes(items: list[str]) -> dict[str, str | None]:
     """``{lang_Script: uroman code}`` from ``--uroman-code LANG=CODE`` values (CODE empty or ``none``: no code);
-    :class:`~translit_plugin.prepare.pipeline.PrepareInputError` for an item without ``=`` (``prepare`` and
+    :class:`~translit_plugin.prepare.config.PrepareInputError` for an item without ``=`` (``prepare`` and
     ``transliterate`` take the same flag)."""
-    from translit_plugin.prepare.pipeline import PrepareInputError
+    from translit_plugin.prepare.config import PrepareInputError
 
     codes: dict[str, str | None] = {}
     for item in items:

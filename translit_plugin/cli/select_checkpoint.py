@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from translit_plugin.cli.argtypes import POSITIVE
-    from translit_plugin.cli.evaluate import add_embedding_arguments
+    from translit_plugin.cli.embedding_args import add_embedding_arguments
 
     parser.description = __doc__
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -42,9 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from translit_plugin.cli.evaluate import pooling_choice
     from translit_plugin.core.files import atomic_write_json
     from translit_plugin.core.safe_output import check_file_output
+    from translit_plugin.evaluation.command import pooling_choice
     from translit_plugin.evaluation.models import default_device
     from translit_plugin.evaluation.runner import EvalOptions
     from translit_plugin.evaluation.selection import CACHE_NAME, find_checkpoints, select_checkpoint

@@ -9,6 +9,7 @@ Modules, from pure to wired:
 - ``models``: load our model directories, fairseq checkpoints or HF directories (converted on the fly).
 - ``results``: the resumable JSON-lines results store.
 - ``runner``: the evaluation grid (models x sources x seeds x targets) used by ``translit-ppa evaluate``.
+- ``command``: ``translit-ppa evaluate`` below its arguments (options, input and results-file checks, run, summary).
 - ``selection``: checkpoint selection by Tatoeba top-10 with a per-checkpoint score cache.
 - ``report``: paper-style tables (Markdown, LaTeX, CSV) and heatmaps.
 

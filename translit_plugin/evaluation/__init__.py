@@ -12,6 +12,7 @@ Modules, from pure to wired:
 - ``command``: ``translit-ppa evaluate`` below its arguments (options, input and results-file checks, run, summary).
 - ``selection``: checkpoint selection by Tatoeba top-10 with a per-checkpoint score cache.
 - ``report``: paper-style tables (Markdown, LaTeX, CSV) and heatmaps.
+- ``report_files``: where ``translit-ppa report`` may write (a directory; only over report files it wrote).
 
 Sentence vectors come from the hub (:func:`translit_plugin.hub.encoding.embed_sentences`).  Nothing here is imported
 when fairseq loads the plugin; heavy dependencies load inside the functions using them.

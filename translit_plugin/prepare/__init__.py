@@ -34,13 +34,14 @@ Stages (each resumable, skipped when up to date; ``work/`` layout in brackets):
 1. clean    (:mod:`.clean`)   line contract (:mod:`translit_plugin.core.lines`), drop empty/over-long lines,
    optional dedupe [clean/]
 2. sample   (:mod:`.sample`)  per language: paper rule max(10%, 10k), seeded; train/valid; chunks [sample/LANG/]
-3. transliterate + binarize (:mod:`.chunks`, parallel over chunks, shardable with ``--num-shards/--shard-id``)
+3. transliterate + binarize (:mod:`.chunks`, parallel over chunks: :mod:`.chunk_plan`; shardable with
+   ``--num-shards/--shard-id``)
    [translit/LANG/*.tsv, bin/LANG/*]; a pair is kept or dropped on both sides together.  With ``--latn-input DIR``
    the transliterations are given (``DIR/{lang_Script}.txt``, line i for input line i, e.g. from the Perl uroman the
    paper used): stage 1 reads both files in lockstep and fails on any line-count difference; uroman is not run
 4. merge    (:mod:`.merge`)   chunk binaries -> data-bin, in plan order
 5. verify   (:mod:`.verify`)  counts and sampled pairs re-encoded and compared; fails loudly
-6. manifest (:func:`.pipeline.build_manifest`, :func:`.pipeline.write_manifest`)
+6. manifest (:func:`.manifest.build_manifest`, :func:`.manifest.write_manifest`)
 
 Scale: text is streamed through every stage; memory grows only with 1 byte per cleaned line (sample membership),
 8 bytes per sampled line (the chosen line numbers), 2 bytes per pair (language ids) and one chunk per worker

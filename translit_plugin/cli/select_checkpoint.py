@@ -67,14 +67,7 @@ def run(args: argparse.Namespace) -> int:
                        progress=not args.no_progress)
     sel = select_checkpoint(args.run_dir, opts, model_dir=args.model_dir, cache_path=args.cache,
                             pattern=args.pattern)
-    width = max(len(n) for n in [*sel.scores, *sel.failed])
-    out = sys.stdout
-    out.write(f"{'checkpoint':<{width}}  mean tatoeba top-10\n")
-    for name, s in sel.scores.items():
-        mark = "  <- best" if name == sel.best.name else ""
-        out.write(f"{name:<{width}}  {100 * s['score']:6.2f}{mark}\n")
-    for name, msg in sel.failed.items():
-        out.write(f"{name:<{width}}  failed: {msg}\n")
+    sys.stdout.write(sel.table())
     atomic_write_json(path, sel.to_dict(), indent=1)
     logger.info("best: %s (%.2f); written to %s", sel.best, 100 * sel.best_score, path)
     if sel.failed:

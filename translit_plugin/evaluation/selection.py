@@ -65,6 +65,17 @@ class Selection:
         return {"best": str(self.best), "best_score": self.best_score, "checkpoints": self.scores,
                 "failed": self.failed}
 
+    def table(self) -> str:
+        """Every checkpoint's mean top-10 (x100), the best marked, then the failed ones with why."""
+        width = max(len(n) for n in [*self.scores, *self.failed])
+        lines = [f"{'checkpoint':<{width}}  mean tatoeba top-10\n"]
+        for name, s in self.scores.items():
+            mark = "  <- best" if name == self.best.name else ""
+            lines.append(f"{name:<{width}}  {100 * s['score']:6.2f}{mark}\n")
+        for name, msg in self.failed.items():
+            lines.append(f"{name:<{width}}  failed: {msg}\n")
+        return "".join(lines)
+
 
 class SelectionError(ValueError):
     """No checkpoint of the run could be scored (exit status 3)."""

@@ -25,14 +25,13 @@ import logging
 from pathlib import Path
 
 from translit_plugin.core.files import atomic_write_json
-from translit_plugin.core.names import CLS, DEFAULT_MAX_LENGTH, MEAN_WITH_SPECIAL
-from translit_plugin.core.use_settings import UseSetting
+from translit_plugin.core.names import DEFAULT_MAX_LENGTH
+from translit_plugin.core.use_settings import ST_POOLING_MODES, UseSetting
 
 logger = logging.getLogger(__name__)
 
 POOLING_DIR = "1_Pooling"
-#: use-setting pooling -> sentence-transformers' pooling mode
-ST_POOLING = {MEAN_WITH_SPECIAL: "mean", CLS: "cls"}
+#: every mode switch of sentence-transformers' Pooling config (all written: the chosen one true, the others false)
 _ST_MODES = ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens", "weightedmean_tokens", "lasttoken")
 _KNOWN_SOURCE_MODULES = ("Transformer", "Pooling", "Normalize")
 
@@ -59,14 +58,14 @@ def plan(use: UseSetting | None, num_layers: int, src_modules: list[str] | None 
     if layer != num_layers:
         return None, (f"the use setting reads layer {layer}, not the last ({num_layers}); sentence-transformers pools "
                       "the last layer's output")  # fmt: skip
-    if use.pooling not in ST_POOLING:
+    if use.pooling not in ST_POOLING_MODES:
         return None, (f"the use setting's pooling {use.pooling!r} has no sentence-transformers equivalent (its mean "
                       "counts <s>, </s> and the prompt)")  # fmt: skip
     extra = [t for t in src_modules or [] if not t.endswith(_KNOWN_SOURCE_MODULES)]
     if extra:
         return None, (f"the source's sentence-transformers pipeline has modules the use setting does not describe "
                       f"({extra}); the hub computes without them")  # fmt: skip
-    return ST_POOLING[use.pooling], f"the use setting: {use.describe(num_layers)}"
+    return ST_POOLING_MODES[use.pooling], f"the use setting: {use.describe(num_layers)}"
 
 
 #: the prompt names sentence-transformers' ``encode_query`` / ``encode_document`` use, and the names embedding models
@@ -97,7 +96,7 @@ def write_files(out: Path, use: UseSetting, mode: str, hidden: int, max_position
     atomic_write_json(out / "sentence_bert_config.json",
                       {"max_seq_length": min(DEFAULT_MAX_LENGTH, max_positions), "do_lower_case": False}, indent=2)
     pooling = {"word_embedding_dimension": hidden,
-               **{f"pooling_mode_{m}": m == {"mean": "mean_tokens", "cls": "cls_token"}[mode] for m in _ST_MODES},
+               **{f"pooling_mode_{m}": f"pooling_mode_{m}" == mode for m in _ST_MODES},
                "include_prompt": True}  # fmt: skip
     (out / POOLING_DIR).mkdir(exist_ok=True)
     atomic_write_json(out / POOLING_DIR / "config.json", pooling, indent=2)

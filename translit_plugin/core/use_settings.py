@@ -133,6 +133,11 @@ def known_model_setting(name: str | None) -> UseSetting | None:
     return None
 
 
+#: our pooling -> the switch of sentence-transformers' Pooling config that selects it (read by ``convert``, written by
+#: ``export-hf``); a mean over every token with the attention mask counts ``<s>``, ``</s>`` and the prompt
+ST_POOLING_MODES = {MEAN_WITH_SPECIAL: "pooling_mode_mean_tokens", CLS: "pooling_mode_cls_token"}
+
+
 def sentence_transformers_setting(model_dir: str | os.PathLike) -> UseSetting | None:
     """The setting a sentence-transformers directory declares (``modules.json`` with a Pooling module), or None.
 
@@ -151,10 +156,9 @@ def sentence_transformers_setting(model_dir: str | os.PathLike) -> UseSetting | 
     pool_cfg_path = root / pooling_dirs[0] / "config.json"
     pool_cfg = _read_json(pool_cfg_path) if pool_cfg_path.is_file() else {}
     modes = [k for k, v in pool_cfg.items() if k.startswith("pooling_mode_") and v]
-    if modes == ["pooling_mode_mean_tokens"]:
-        pooling = MEAN_WITH_SPECIAL
-    elif modes == ["pooling_mode_cls_token"]:
-        pooling = CLS
+    ours = {key: name for name, key in ST_POOLING_MODES.items()}
+    if len(modes) == 1 and modes[0] in ours:
+        pooling = ours[modes[0]]
     else:
         raise ValueError(
             f"{pool_cfg_path}: pooling {modes or 'unspecified'} is not one this project computes (mean over tokens "

@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from translit_plugin.cli.prepare import add_max_length
+    from translit_plugin.cli.prepare_args import add_check_arguments, add_max_length
     from translit_plugin.prepare.clean import CleanConfig
 
     parser.description = __doc__.split("\n\n")[0]
@@ -45,25 +45,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
                         help="languages encoded in parallel (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def add_check_arguments(parser: argparse.ArgumentParser) -> None:
-    """The checks that ``--latn`` is the romanisation of ``--orig`` line for line (README, 'Checking given
-    romanisations')."""
-    from translit_plugin.cli.argtypes import float_in
-    from translit_plugin.cli.prepare import _latn_lines
-    from translit_plugin.prepare.latn_check import LatnCheckConfig
-
-    lc = LatnCheckConfig()
-    parser.add_argument("--content-check", choices=("on", "off"), default="on",
-                        help="check every line of --latn against a cheap romanisation of its --orig line (swapped, "
-                        "shifted or foreign lines fail) (default: %(default)s)")
-    parser.add_argument("--latn-check", type=_latn_lines, default=lc.lines, metavar="N|all",
-                        help="pairs per language also compared with uroman's own romanisation (0 = none, all = every "
-                        f"pair) (default: {lc.lines})")
-    parser.add_argument("--latn-min-similarity", type=float_in(0, 1), default=lc.min_similarity,
-                        help="fail when a compared pair's similarity to uroman (0-1) is below this "
-                        "(default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:

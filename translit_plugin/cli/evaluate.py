@@ -76,9 +76,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from translit_plugin.evaluation.command import evaluate
+    from translit_plugin.evaluation.command import EvaluateRequest, evaluate
 
-    summary = evaluate(args)
+    a = args
+    summary = evaluate(EvaluateRequest(
+        task=a.task, models=a.models, data_dir=a.data_dir, output=a.output, dataset=a.dataset, prefix=a.prefix,
+        sources=a.sources, targets=a.targets, langs_file=a.langs_file, langs_flag=a.langs_flag, seeds=a.seeds,
+        view=a.view, layer=a.layer, pooling=a.pooling, prompt_name=a.prompt_name, embed_batch_size=a.embed_batch_size,
+        embed_max_length=a.embed_max_length, max_epochs=a.max_epochs, lr=a.lr, batch_size=a.batch_size,
+        grad_accum=a.grad_accum, max_length=a.max_length, patience=a.patience, eval_batch_size=a.eval_batch_size,
+        select_metric=a.select_metric, max_train_examples=a.max_train_examples, max_eval_examples=a.max_eval_examples,
+        device=a.device, cache_dir=a.cache_dir, assets_dir=a.assets_dir, progress=not a.no_progress,
+    ))  # fmt: skip
     if summary.errors and not args.allow_failures:
         logger.error("%d result(s) failed (listed above; error records in %s): exit status 3 (--allow-failures for 0)",
                      len(summary.errors), args.output)  # fmt: skip

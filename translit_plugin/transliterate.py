@@ -11,6 +11,10 @@ Uses the official Python port of uroman (PyPI ``uroman``; Hermjakob et al., 2018
   the input string (a cached token gives the same result as recomputing it), never on what was romanized before, so
   outputs are identical across processes, worker counts and resumed runs.  Cache on and off differ slightly
   (e.g. spacing after Chinese full-width punctuation); the default (on) is what uroman's CLI and reference file use.
+* uroman 1.3 raises on some real text (e.g. Chinese ``百分之`` not followed by a number: ``AttributeError`` in its
+  number handling). Such a line is romanized token by token (whitespace kept), a failing token by its longest prefixes
+  that uroman takes, so one string never stops a corpus; each case is logged and counted (``fallbacks``). Lines uroman
+  takes are untouched.
 * :meth:`Transliterator.romanize` returns uroman's raw string; :meth:`Transliterator.transliterate` additionally
   makes it one clean line (``core.lines.to_single_line``) so the Latin side obeys the same line contract as the
   original side.
@@ -31,6 +35,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_CACHE_SIZE = 65536
 
 _LANG_SCRIPT = re.compile(r"^([a-z]{2,3})(?:_([A-Z][a-z]{3}))?$")
+_SPACES = re.compile(r"(\s+)")
+#: How many of uroman's failures a Transliterator logs at WARNING (the rest at DEBUG; ``fallbacks`` counts all).
+_FALLBACK_WARNINGS = 10
 
 
 def uroman_code(lang_script: str) -> str:
@@ -70,6 +77,7 @@ class Transliterator:
         except ImportError as e:  # pragma: no cover - depends on the environment
             raise ImportError("transliteration needs uroman: pip install uroman (or `make install`)") from e
         self.cache_size = int(cache_size)
+        self.fallbacks = 0  # lines uroman raised on, romanized piecewise instead (see romanize)
         self.version = uroman_version()
         self._uroman = uroman.Uroman(data_dir, cache_size=self.cache_size)  # data_dir None = the packaged data
         # Uroman(**args) only turns the cache on through `cache_size`; make sure the instance matches what we asked.
@@ -85,7 +93,30 @@ class Transliterator:
         (NFD) Hangul as jamo and romanizes decomposed Arabic or Greek differently, so every text is composed first."""
         if not text.isascii():
             text = unicodedata.normalize("NFC", text)
-        return self._uroman.romanize_string(text, lcode=lcode)
+        try:
+            return self._uroman.romanize_string(text, lcode=lcode)
+        except Exception as exc:  # noqa: BLE001 - uroman's own bugs, e.g. AttributeError on Chinese '百分之 N'
+            self.fallbacks += 1
+            log = logger.warning if self.fallbacks <= _FALLBACK_WARNINGS else logger.debug
+            log("uroman failed on %r (lcode %s; %s: %s): romanized token by token instead%s", text[:120], lcode,
+                type(exc).__name__, exc, " (further cases at DEBUG)" if self.fallbacks == _FALLBACK_WARNINGS else "")
+            return "".join(part if part.isspace() else self._romanize_token(part, lcode)
+                           for part in _SPACES.split(text) if part)
+
+    def _romanize_token(self, token: str, lcode: str | None) -> str:
+        """A space-free piece that uroman failed on (or a part of one): the longest prefixes uroman romanizes, left to
+        right; a single character it still fails on is kept as it is."""
+        out = []
+        while token:
+            for end in range(len(token), 0, -1):
+                try:
+                    out.append(self._uroman.romanize_string(token[:end], lcode=lcode))
+                    break
+                except Exception:  # noqa: BLE001 - see romanize
+                    if end == 1:
+                        out.append(token[0])
+            token = token[end:]
+        return "".join(out)
 
     def transliterate(self, text: str, lcode: str | None) -> str:
         """Romanize one line; the result is a clean single line ("" when uroman produces nothing)."""

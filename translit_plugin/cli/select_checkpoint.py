@@ -11,7 +11,6 @@ queries against English candidates (where the model is read: its use.json, else 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -43,9 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from translit_plugin.core.files import atomic_write_json
-    from translit_plugin.core.safe_output import check_file_output
     from translit_plugin.evaluation.command import pooling_choice
     from translit_plugin.evaluation.models import default_device
+    from translit_plugin.evaluation.report_files import check_selection_files
     from translit_plugin.evaluation.runner import EvalOptions
     from translit_plugin.evaluation.selection import CACHE_NAME, find_checkpoints, select_checkpoint
 
@@ -53,13 +52,9 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"run directory not found: {args.run_dir}")
     if not args.data_dir.is_dir():
         raise FileNotFoundError(f"--data-dir {args.data_dir} is not a directory")
-    # the selection and the cache are written next to the checkpoints: never over a checkpoint or into the data
-    inputs = [*find_checkpoints(args.run_dir, args.pattern), args.data_dir]
     path = args.output or args.run_dir / "selected_checkpoint.json"
-    check_file_output(path, inputs, "--output", lambda p: _json_with(p, "best"), "a selection written by this command",
-                      allow_inside=False)
-    check_file_output(args.cache or args.run_dir / CACHE_NAME, inputs, "--cache", lambda p: _json_with(p, None),
-                      "a select-checkpoint score cache (delete it to start afresh)", allow_inside=False)
+    check_selection_files(path, args.cache or args.run_dir / CACHE_NAME,
+                          [*find_checkpoints(args.run_dir, args.pattern), args.data_dir])
     opts = EvalOptions(task="tatoeba", data_dir=args.data_dir, targets=args.targets, prefix=args.prefix,
                        view=args.view, layer=args.layer, pooling=pooling_choice(args.pooling),
                        prompt_name=args.prompt_name, embed_batch_size=args.embed_batch_size,
@@ -75,11 +70,3 @@ def run(args: argparse.Namespace) -> int:
                        ", ".join(sel.failed))
     return 0
 
-
-def _json_with(path: Path, key: str | None) -> bool:
-    """An existing JSON object file (with ``key`` if given): one this command wrote."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    return isinstance(data, dict) and (key is None or key in data)

@@ -1,5 +1,6 @@
 """``translit-ppa evaluate`` below its arguments: what the command line asked for (:class:`EvaluateRequest`), the
-options it gives, the checks on the inputs and the results file, the grid run and its summary.
+options it gives, the checks on the inputs and the results file (that one: :mod:`.report_files`), the grid run and its
+summary.
 
 Messages are logged under the command's logger name (``translit_plugin.cli.evaluate``), as they were when this lived
 in the command's module; ``select-checkpoint`` reads ``--pooling`` through :func:`pooling_choice` too.
@@ -7,7 +8,6 @@ in the command's module; ``select-checkpoint`` reads ``--pooling`` through :func
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,19 +101,16 @@ def evaluate(req: EvaluateRequest):
 
     Raises :class:`EvalDataError` when nothing was evaluated (every result failed).
     """
-    from translit_plugin.core.safe_output import check_file_output, first_line
     from translit_plugin.evaluation.models import parse_model_specs
     from translit_plugin.evaluation.readers import EvalDataError
+    from translit_plugin.evaluation.report_files import check_results_file
     from translit_plugin.evaluation.results import ResultStore
     from translit_plugin.evaluation.runner import run_grid
 
     if not req.data_dir.is_dir():
         raise FileNotFoundError(f"--data-dir {req.data_dir} is not a directory")
     specs = parse_model_specs(req.models)
-    # results are appended: never to a model, a dataset file, or a file that is not a results JSONL
-    check_file_output(req.output, [s.path for s in specs] + [req.data_dir, req.langs_file, req.assets_dir], "-o",
-                      lambda p: is_results_file(first_line(p)), "a results file of translit-ppa evaluate",
-                      allow_inside=False)
+    check_results_file(req.output, [s.path for s in specs] + [req.data_dir, req.langs_file, req.assets_dir])
     opts = build_options(req)
     store = ResultStore(req.output)
     logger.info("evaluating %d model(s) on %s from %s; %d result(s) already in %s",
@@ -128,11 +125,3 @@ def evaluate(req: EvaluateRequest):
                             f"as error records in {req.output})")
     return summary
 
-
-def is_results_file(line: str) -> bool:
-    """``line`` (a file's first) is a record of ``translit-ppa evaluate``."""
-    try:
-        rec = json.loads(line)
-    except ValueError:
-        return False
-    return isinstance(rec, dict) and "model" in rec and "task" in rec

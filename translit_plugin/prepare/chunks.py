@@ -1,8 +1,8 @@
 """Per-chunk work: transliterate a chunk of sampled lines, then encode and binarize its pairs.
 
 A *chunk* is one file ``work/sample/{lang}/{split}-{k:05d}.txt`` (at most ``chunk_size`` cleaned lines).  Each chunk
-goes through two resumable steps, each writing its output atomically and then a ``.done.json`` record whose key hashes
-everything the output depends on:
+goes through two resumable steps (:mod:`translit_plugin.prepare.records`), each writing its output atomically and
+then a ``.done.json`` record whose key hashes everything the output depends on:
 
 1. ``work/translit/{lang}/{split}-{k:05d}.tsv``: one record ``original<TAB>latin`` per input line, same order, same
    count (the Latin side may be empty).  A pair lives in one record from here on, so the two sides cannot drift.
@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from translit_plugin.core.files import tmp_path
-from translit_plugin.core.hashing import sha1_file, stable_key
+from translit_plugin.core.hashing import sha1_file
 from translit_plugin.core.lines import iter_lines, to_single_line
 from translit_plugin.core.names import LATN, ORIG, SIDES
-from translit_plugin.prepare.records import read_done, write_done
+from translit_plugin.prepare.records import read_done, step_key, write_done
 
 if TYPE_CHECKING:
     from translit_plugin.prepare.encode import SideEncoder
@@ -69,6 +69,10 @@ class ChunkTask:
 
     def bin_marker(self) -> Path:
         return Path(self.bin_prefix + ".done.json")
+
+    def bin_files(self) -> list[Path]:
+        """Every file binarization writes (:meth:`bin_output` last)."""
+        return [Path(f"{self.bin_prefix}.{side}{ext}") for side in SIDES for ext in (".bin", ".idx")]
 
 
 @dataclass(frozen=True)
@@ -111,16 +115,17 @@ def get_encoder(settings: ChunkSettings) -> SideEncoder:
 
 
 def translit_key(task: ChunkTask, settings: ChunkSettings, src_sha1: str) -> str:
-    return stable_key({"format": 1, "src": src_sha1, "lcode": task.lcode, "external": task.external,
-                       "uroman": None if task.external else settings.uroman_version,
-                       "cache_size": settings.uroman_cache_size})
+    """The key of step 1 (:func:`~translit_plugin.prepare.records.step_key`): the chunk's content and uroman."""
+    return step_key({"step": "prepare.translit", "src": src_sha1, "lcode": task.lcode, "external": task.external,
+                     "uroman": None if task.external else settings.uroman_version,
+                     "cache_size": settings.uroman_cache_size})
 
 
 def bin_key(translit_record: dict[str, Any], settings: ChunkSettings) -> str:
-    # "max_tokens" is the length budget's old name, kept so chunks binarized before the rename stay up to date
-    return stable_key({"format": 2, "tsv": translit_record["key"], "tsv_sha1": translit_record["sha1"],
-                       "spm": settings.spm_sha1,
-                       "dict": settings.dict_sha1, "max_tokens": settings.max_length, "overlong": settings.overlong})
+    """The key of step 2: the TSV (its record's key and content) and the encoding settings."""
+    return step_key({"step": "prepare.bin", "tsv": translit_record["key"], "tsv_sha1": translit_record["sha1"],
+                     "spm": settings.spm_sha1, "dict": settings.dict_sha1, "max_length": settings.max_length,
+                     "overlong": settings.overlong})
 
 
 def chunk_status(task: ChunkTask, settings: ChunkSettings) -> tuple[dict | None, dict | None]:
@@ -239,7 +244,7 @@ def binarize_chunk(task: ChunkTask, settings: ChunkSettings, translit_record: di
         "length_hist": {side: _sparse(hist[side]) for side in SIDES},
         "task": asdict(task),
     }
-    return write_done(task.bin_output(), key, record, task.bin_marker())
+    return write_done(task.bin_output(), key, record, task.bin_marker(), task.bin_files())
 
 
 def _sparse(hist: np.ndarray) -> dict[str, int]:

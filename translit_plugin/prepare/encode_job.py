@@ -21,7 +21,8 @@ dropped.  A pair is dropped on both sides together when the original is empty or
 transliteration is empty, or either side encodes to nothing.
 
 Resumable: each language is encoded into ``OUT/.work/{split}/`` with a record of what it depends on (inputs, model,
-options); a rerun re-encodes only what changed, then reassembles.  ``--workers`` encodes languages in parallel.
+options; :mod:`translit_plugin.prepare.records`); a rerun re-encodes only what changed, then reassembles.
+``--workers`` encodes languages in parallel.
 
 The command line is :mod:`translit_plugin.cli.encode`; one language's encoding is
 :func:`translit_plugin.prepare.encode_pairs.encode_language` (prepare's
@@ -41,6 +42,7 @@ import numpy as np
 from translit_plugin.core.names import DEFAULT_MAX_LENGTH, LATN, ORIG, SIDES
 from translit_plugin.prepare.encode_pairs import DROP_REASONS, LangJob, encode_language, piece_paths
 from translit_plugin.prepare.latn_check import LatnCheckConfig
+from translit_plugin.prepare.records import done_path, looks_written_here
 
 logger = logging.getLogger(__name__)
 
@@ -165,26 +167,20 @@ def _write_lang_ids(data_bin: Path, split: str, names: list[str], records: list[
 
 
 ENCODE_COMMAND = "encode"
-_OUT_SUFFIXES = (".orig", ".latn", ".encode.json")
-_DATA_NAMES = {"pairing.json", "langs.txt", *SIDES}
+_OUT_FILES = ("*.orig", "*.latn", "*.encode.json")
+_DATA_FILES = ("pairing.json", "langs.txt", "*.lang.npy")
 
 
 def _looks_like_encode_output(out: Path) -> bool:
     """``OUT`` of this command from before lock files: piece files, summaries and ``.work`` only."""
-    from translit_plugin.core.safe_output import is_tmp_leftover
-
-    names = [p.name for p in out.iterdir() if not is_tmp_leftover(p.name)]
-    return (out / ".work").is_dir() and all(n == ".work" or n.endswith(_OUT_SUFFIXES) for n in names)
+    return looks_written_here(out, files=_OUT_FILES, dirs=(".work",), need=".work")
 
 
 def _looks_like_encode_data_bin(data_bin: Path) -> bool:
     """``DATA`` of this command from before lock files: what encode and fairseq-preprocess write there, and not a
     ``prepare`` data-bin (prepare records it beside it)."""
-    from translit_plugin.core.safe_output import is_tmp_leftover
-
-    names = [p.name for p in data_bin.iterdir() if not is_tmp_leftover(p.name)]
-    return ((data_bin / "pairing.json").is_file() and not data_bin.with_name(data_bin.name + ".done.json").exists()
-            and all(n in _DATA_NAMES or n.endswith(".lang.npy") for n in names))
+    return (not done_path(data_bin).exists()
+            and looks_written_here(data_bin, files=_DATA_FILES, dirs=SIDES, need="pairing.json"))
 
 
 def encode_split(pairs: dict[str | None, tuple[Path, Path]], split: str, model_dir: Path, out: Path, data_bin: Path,

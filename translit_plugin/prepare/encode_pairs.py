@@ -1,4 +1,5 @@
-"""One language of ``translit-ppa encode``: a pair of line-aligned files -> piece text and raw id files, resumable.
+"""One language of ``translit-ppa encode``: a pair of line-aligned files -> piece text and raw id files, resumable
+(one step of :mod:`translit_plugin.prepare.records`).
 
 Pairs are read in lockstep under prepare's line contract (:mod:`translit_plugin.core.lines`), dropped on both sides
 together under prepare's rules, and encoded by prepare's :class:`~translit_plugin.prepare.encode.SideEncoder` (the
@@ -42,15 +43,20 @@ class LangJob:
 
 
 def job_key(job: LangJob) -> str:
-    from translit_plugin.core.hashing import stable_key
-    from translit_plugin.prepare.records import file_stamp
+    """The key of one language (:func:`~translit_plugin.prepare.records.step_key`): both input files' stamps, the
+    model, the options and the checks."""
+    from translit_plugin.prepare.records import step_key
 
-    # "max_tokens" is the length budget's old name, kept so languages encoded before the rename stay up to date
-    return stable_key({"format": FORMAT, "orig": file_stamp(job.orig), "latn": file_stamp(job.latn),
-                       "model": job.model_key, "max_tokens": job.max_length, "overlong": job.overlong,
-                       "max_chars": job.max_chars,
-                       **({"checks": [c.__dict__ if c else None for c in (job.content_check, job.latn_check)]
-                           + [job.lcode]} if job.content_check or job.latn_check else {})})
+    return step_key({"step": "encode.language", "format": FORMAT, "model": job.model_key,
+                     "max_length": job.max_length, "overlong": job.overlong, "max_chars": job.max_chars,
+                     **({"checks": [c.__dict__ if c else None for c in (job.content_check, job.latn_check)]
+                         + [job.lcode]} if job.content_check or job.latn_check else {})},
+                    inputs=[job.orig, job.latn])
+
+
+def record_path(job: LangJob) -> Path:
+    """Where the record of one language's piece files lives: ``prefix + ".done.json"``."""
+    return Path(job.prefix + ".done.json")
 
 
 def piece_paths(job: LangJob) -> dict[str, Path]:
@@ -114,13 +120,12 @@ def _write_side(handles: dict[str, Any], job: LangJob, enc, side: str, text: str
 def encode_language(job: LangJob) -> dict[str, Any]:
     """Encode one language's pairs into piece text + raw id files (skipped when up to date); return the record."""
     from translit_plugin.core.files import tmp_path
-    from translit_plugin.prepare.records import read_done, write_done
+    from translit_plugin.prepare.records import read_record, write_record
 
     paths = piece_paths(job)
-    marker = Path(job.prefix + ".done.json")
     key = job_key(job)
-    record = read_done(paths["latn.sizes"], key, marker)
-    if record is not None and all(p.exists() for p in paths.values()):
+    record = read_record(record_path(job), key)  # trusted only while every piece file is there
+    if record is not None:
         return record
     enc = _encoder(job)
     Path(job.prefix).parent.mkdir(parents=True, exist_ok=True)
@@ -159,9 +164,9 @@ def encode_language(job: LangJob) -> dict[str, Any]:
         h.close()
     for name, path in paths.items():
         os.replace(tmps[name], path)
-    return write_done(paths["latn.sizes"], key, {"lang": job.lang, "orig": job.orig, "latn": job.latn, "lines": n,
-                                                 "kept": kept, "drops": drops, "dropped_lines": dropped,
-                                                 "truncated": truncated, **checked}, marker)
+    return write_record(record_path(job), key, list(paths.values()),
+                        {"lang": job.lang, "orig": job.orig, "latn": job.latn, "lines": n, "kept": kept, "drops": drops,
+                         "dropped_lines": dropped, "truncated": truncated, **checked})
 
 
 def _checks(job: LangJob) -> tuple[Any, Any]:

@@ -29,7 +29,7 @@ from translit_plugin.prepare.inputs import (
     resolve_inputs,
 )
 from translit_plugin.prepare.manifest import build_manifest, write_manifest
-from translit_plugin.prepare.records import read_done, write_done
+from translit_plugin.prepare.records import looks_written_here, read_done, write_done
 from translit_plugin.prepare.sample import SPLITS, sample_language
 from translit_plugin.transliterate import uroman_version
 
@@ -117,15 +117,12 @@ class _Timer:
 
 
 PREPARE_COMMAND = "prepare"
-_PREPARE_NAMES = {"data-bin", "work", "manifest.json", "data-bin.done.json"}
 
 
 def looks_like_prepare_output(out: Path) -> bool:
     """An output folder of ``prepare`` from before lock files: only its names, and its ``work/``."""
-    from translit_plugin.core.safe_output import is_tmp_leftover
-
-    names = {p.name for p in out.iterdir() if not is_tmp_leftover(p.name)}
-    return names <= _PREPARE_NAMES and (out / "work").is_dir() and not (out / "work").is_symlink()
+    return looks_written_here(out, files=("manifest.json", "data-bin.done.json"), dirs=("data-bin", "work"),
+                              need="work")
 
 
 def run_prepare(cfg: PrepareConfig) -> dict[str, Any]:

@@ -12,7 +12,8 @@ does (:class:`translit_plugin.transliterate.Transliterator`), so the same lines 
 
 Resumable and parallel like ``prepare``: each language is cut into chunks of ``--chunk-size`` lines (by byte offset,
 nothing copied), ``--workers`` processes romanize chunks (uroman loaded once, shared through fork), each chunk is
-written atomically under ``WORK/{lang}/`` with a record of what it depends on; a rerun skips finished chunks and
+written atomically under ``WORK/{lang}/`` with a record of what it depends on, and each finished language gets its
+record ``WORK/{lang}.done.json`` (:mod:`translit_plugin.prepare.records`); a rerun skips finished chunks and
 finished languages, and the result is the same whatever the worker count or interruptions.  ``WORK`` is
 ``OUTPUT/.work`` (``OUTPUT.work`` for a single file) unless ``--work-dir`` says otherwise; chunk files are deleted once
 their language is assembled.
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from translit_plugin.prepare.records import looks_written_here, read_done, record_names, step_key, write_done
 from translit_plugin.transliterate import DEFAULT_CACHE_SIZE
 
 logger = logging.getLogger(__name__)
@@ -105,19 +107,31 @@ def _transliterator(cache_size: int):
 
 
 def job_key(job: Job) -> str:
-    from translit_plugin.core.hashing import stable_key
+    """The key of one chunk (:func:`~translit_plugin.prepare.records.step_key`)."""
     from translit_plugin.transliterate import uroman_version
 
-    return stable_key({"format": FORMAT, "input": job.input_key, "start": job.start, "n": job.n_lines,
-                       "lcode": job.lcode, "max_chars": job.max_chars, "cache": job.cache_size,
-                       "uroman": uroman_version()})
+    return step_key({"step": "transliterate.chunk", "format": FORMAT, "input": job.input_key, "start": job.start,
+                     "n": job.n_lines, "lcode": job.lcode, "max_chars": job.max_chars, "cache": job.cache_size,
+                     "uroman": uroman_version()})
+
+
+def language_key(input_key: str, lcode: str | None, max_chars: int, cache_size: int) -> str:
+    """The key of one language's output (its chunks assembled)."""
+    from translit_plugin.transliterate import uroman_version
+
+    return step_key({"step": "transliterate.language", "format": FORMAT, "input": input_key, "lcode": lcode,
+                     "max_chars": max_chars, "cache": cache_size, "uroman": uroman_version()})
+
+
+def language_record(work: Path, lang: str) -> Path:
+    """Where the record of one language's output lives: ``WORK/{lang}.done.json``."""
+    return work / f"{lang}.done.json"
 
 
 def run_job(job: Job) -> int:
     """Romanize one chunk (skipped when up to date); return its line count."""
     from translit_plugin.core.files import write_lines
     from translit_plugin.core.lines import to_single_line
-    from translit_plugin.prepare.records import read_done, write_done
 
     out = Path(job.out)
     key = job_key(job)
@@ -147,7 +161,6 @@ def run_jobs(jobs: list[Job], workers: int, progress: bool) -> None:
     from tqdm import tqdm
 
     from translit_plugin.prepare.chunk_plan import plan_runs, pool_context
-    from translit_plugin.prepare.records import read_done
 
     pending = [job for job in jobs if read_done(Path(job.out), job_key(job)) is None]
     logger.info("transliterate: %d chunks, %d up to date, %d to do (%d lines) with %d worker(s)", len(jobs),
@@ -179,26 +192,6 @@ def _run_many(jobs: list[Job]) -> int:
 COMMAND = "transliterate"
 
 
-def _written_by_us(output: Path, work: Path, lang: str) -> bool:
-    """Whether ``output`` is a transliteration this command wrote: its record in ``work`` names it."""
-    import json
-
-    try:
-        record = json.loads((work / f"{lang}.done.json").read_text(encoding="utf-8"))
-        return Path(record["output"]).resolve() == output.resolve()
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-
-
-def _looks_like_work_dir(work: Path) -> bool:
-    """A work folder of this command from before lock files: language records and chunk folders only."""
-    from translit_plugin.core.safe_output import is_tmp_leftover
-
-    entries = [p for p in work.iterdir() if not is_tmp_leftover(p.name)]
-    return any(p.name.endswith(".done.json") for p in entries) and all(
-        (p.is_file() and p.name.endswith(".done.json")) or (p.is_dir() and not p.is_symlink()) for p in entries)
-
-
 def check_outputs(files: dict[str, Path], outputs: dict[str, Path], work: Path) -> None:
     """Refuse (nothing written) an output that is an input, a directory, or an existing file this command did not
     write (its record in ``work`` names it), and a work folder that is or contains an input."""
@@ -207,7 +200,7 @@ def check_outputs(files: dict[str, Path], outputs: dict[str, Path], work: Path) 
     inputs = list(files.values())
     check_not_input(work, inputs, "--work-dir", allow_inside=True)
     for lang, out in outputs.items():
-        check_file_output(out, inputs, "--output", lambda p, lang=lang: _written_by_us(p, work, lang),
+        check_file_output(out, inputs, "--output", lambda p, lang=lang: record_names(language_record(work, lang), p),
                           f"a transliteration translit-ppa {COMMAND} wrote (no record of it in {work})")
 
 
@@ -222,9 +215,9 @@ def transliterate_files(files: dict[str, Path], outputs: dict[str, Path], work: 
 
     if chunk_size < 1:
         raise SystemExit(f"--chunk-size {chunk_size}: must be >= 1")
-    check_own_folder(work, COMMAND, _looks_like_work_dir)
+    check_own_folder(work, COMMAND, looks_written_here)  # before lock files: language records and chunk folders
     check_outputs(files, outputs, work)
-    with held_output_dir(work, COMMAND, _looks_like_work_dir):
+    with held_output_dir(work, COMMAND, looks_written_here):
         check_outputs(files, outputs, work)  # again, now that no other run can write meanwhile
         return _transliterate_held(files, outputs, work, lcodes, max_chars, cache_size, chunk_size, workers,
                                    progress)
@@ -233,21 +226,16 @@ def transliterate_files(files: dict[str, Path], outputs: dict[str, Path], work: 
 def _transliterate_held(files: dict[str, Path], outputs: dict[str, Path], work: Path,
                         lcodes: dict[str, str | None], max_chars: int, cache_size: int, chunk_size: int,
                         workers: int, progress: bool) -> dict[str, dict[str, Any]]:
-    from translit_plugin.core.files import tmp_path
     from translit_plugin.core.hashing import stable_key
-    from translit_plugin.core.lines import count_lines
-    from translit_plugin.prepare.records import file_stamp, read_done, write_done
-    from translit_plugin.transliterate import uroman_version
+    from translit_plugin.prepare.records import file_stamp
 
     records: dict[str, dict[str, Any]] = {}
     plans: dict[str, tuple[str, list[Job], int]] = {}
     jobs: list[Job] = []
     for lang, src in files.items():
         input_key = stable_key(file_stamp(src))
-        final_key = stable_key({"format": FORMAT, "input": input_key, "lcode": lcodes[lang], "max_chars": max_chars,
-                                "cache": cache_size, "uroman": uroman_version()})
-        marker = work / f"{lang}.done.json"
-        done = read_done(outputs[lang], final_key, marker)
+        final_key = language_key(input_key, lcodes[lang], max_chars, cache_size)
+        done = read_done(outputs[lang], final_key, language_record(work, lang))
         if done is not None:
             logger.info("transliterate %s: up to date (%d lines)", lang, done["lines"])
             records[lang] = done
@@ -260,24 +248,32 @@ def _transliterate_held(files: dict[str, Path], outputs: dict[str, Path], work: 
         jobs += lang_jobs
     run_jobs(jobs, workers, progress)
     for lang, (final_key, lang_jobs, n) in plans.items():
-        out = outputs[lang]
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = tmp_path(out)
-        with open(tmp, "wb") as f:
-            for job in lang_jobs:
-                with open(job.out, "rb") as part:
-                    shutil.copyfileobj(part, f)
-        got = count_lines(tmp)
-        if got != n:
-            raise RuntimeError(f"{out}: {got} lines assembled for {n} input lines; delete {work} and rerun")
-        os.replace(tmp, out)
-        records[lang] = write_done(out, final_key, {"lang": lang, "input": str(files[lang]),
-                                                    "output": str(out.resolve()),
-                                                    "lines": n, "uroman_code": lcodes[lang],
-                                                    "uroman_version": uroman_version()}, work / f"{lang}.done.json")
-        shutil.rmtree(work / lang, ignore_errors=True)
-        logger.info("transliterate %s: %d lines -> %s", lang, n, out)
+        records[lang] = _assemble(lang, files[lang], outputs[lang], work, final_key, lang_jobs, n, lcodes[lang])
     return records
+
+
+def _assemble(lang: str, src: Path, out: Path, work: Path, key: str, jobs: list[Job], n: int,
+              lcode: str | None) -> dict[str, Any]:
+    """Concatenate one language's chunks into ``out`` (atomically), record it, delete the chunks."""
+    from translit_plugin.core.files import tmp_path
+    from translit_plugin.core.lines import count_lines
+    from translit_plugin.transliterate import uroman_version
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_path(out)
+    with open(tmp, "wb") as f:
+        for job in jobs:
+            with open(job.out, "rb") as part:
+                shutil.copyfileobj(part, f)
+    got = count_lines(tmp)
+    if got != n:
+        raise RuntimeError(f"{out}: {got} lines assembled for {n} input lines; delete {work} and rerun")
+    os.replace(tmp, out)
+    record = write_done(out, key, {"lang": lang, "input": str(src), "lines": n, "uroman_code": lcode,
+                                   "uroman_version": uroman_version()}, language_record(work, lang))
+    shutil.rmtree(work / lang, ignore_errors=True)
+    logger.info("transliterate %s: %d lines -> %s", lang, n, out)
+    return record
 
 
 def parse_uroman_codes(items: list[str]) -> dict[str, str | None]:
@@ -293,7 +289,6 @@ def parse_uroman_codes(items: list[str]) -> dict[str, str | None]:
         lang, code = item.split("=", 1)
         codes[lang] = None if code.lower() in ("", "none") else code
     return codes
-
 
 
 def uroman_codes_for(files: dict[str, Path], overrides: dict[str, str | None],

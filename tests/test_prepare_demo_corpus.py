@@ -33,7 +33,8 @@ def _lines(path):
 
 
 def test_corpus_is_small_and_licensed():
-    total = sum(p.stat().st_size for p in DATA.rglob("*") if p.is_file())
+    apps = DATA / "train-apps"
+    total = sum(p.stat().st_size for p in DATA.rglob("*") if p.is_file() and apps not in p.parents)
     assert total < 5_000_000
     assert "BSD" in (DATA / "LICENSE").read_text() or "Redistribution" in (DATA / "LICENSE").read_text()
     assert (DATA / "README.md").is_file()
@@ -130,3 +131,24 @@ def test_build_reproduces_the_shipped_corpus(tmp_path):
     for sub in ("train", "dev"):
         for path in sorted((DATA / sub).iterdir()):
             assert (tmp_path / sub / path.name).read_bytes() == path.read_bytes(), path
+
+
+def test_four_application_corpus_is_licensed_and_held_apart():
+    """``examples/data/train-apps`` (run H): Chromium's training lines plus other applications' strings, each line
+    single, none of the added ones a line of the dev or the held-out set (either side, casefolded)."""
+    apps = DATA / "train-apps"
+    assert sum(p.stat().st_size for p in apps.rglob("*") if p.is_file()) < 6_000_000
+    assert "MPL" in (apps / "LICENSE").read_text() and "GPL" in (apps / "LICENSE").read_text()
+    prov = json.loads((apps / "provenance.json").read_text())
+    assert set(prov["languages"]) == set(LANGS) and "licence" in prov
+    held = {line.casefold() for f in [*(DATA / "dev").glob("*.txt"), *(DATA / "heldout").glob("gettext.*")]
+            for line in _lines(f)}
+    for lang in LANGS:
+        lines = _lines(apps / f"{lang}.txt")
+        chromium = set(_lines(DATA / "train" / f"{lang}.txt"))
+        assert len(lines) == prov["languages"][lang]["lines"] and chromium <= set(lines), lang
+        assert all(line and is_single_line(line) for line in lines), lang
+        assert len(lines) - len(set(lines)) <= 12, lang  # a string two other applications share (README.md)
+        added = [line for line in lines if line not in chromium]
+        assert len(added) == prov["languages"][lang]["added_lines"] > 3000, lang
+        assert not {line.casefold() for line in added} & held, lang

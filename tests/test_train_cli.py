@@ -11,6 +11,7 @@ mlm_seq_tlm`` from a converted start model (``--finetune-from-model``) on a tiny
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -55,6 +56,20 @@ def parse(log: str, kind: str) -> list[dict]:
         if f"| {kind} |" in line:
             out.append(json.loads(line.split(f"| {kind} | ", 1)[1]))
     return out
+
+
+def run_group(cmd: list[str], env: dict, timeout: int, **kw) -> subprocess.CompletedProcess:
+    """``subprocess.run`` in a new session; on a timeout the whole process group is killed (a launcher's workers
+    included: killing torchrun alone left two hung fairseq-train workers behind on a loaded machine)."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, **kw)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"{cmd[0]} ran over {timeout} s (process group killed):\n{out[-2000:]}\n{err[-2000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def run(cmd: list[str], timeout: int = 300) -> str:
@@ -117,7 +132,7 @@ def test_recipe_under_torchrun_on_two_cpu_processes(data, tiny_model_dir, tmp_pa
            str(tmp_path / "recipe"),
            "--arch", "translit_roberta_tiny", "--tokens-per-sample", "128", "--seq-layer", "1", "--lr", "1e-3",
            "--max-update", "3", "--disable-validation", "--log-interval", "1", "--num-workers", "0"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_group(cmd, env, timeout=300)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     assert "2 workers x 4 pairs x update-freq 2 = 16 pairs/update" in log
@@ -157,7 +172,12 @@ def test_multi_process_cpu_launch(data, tiny_model_dir, tmp_path):
                         "--distributed-init-method", f"tcp://127.0.0.1:{port}", "--distributed-no-spawn",
                         "--distributed-backend", "gloo", "--ddp-backend", "legacy_ddp")
         procs.append(subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    logs = [p.communicate(timeout=300)[0] for p in procs]
+    try:
+        logs = [p.communicate(timeout=300)[0] for p in procs]
+    except subprocess.TimeoutExpired:
+        for p in procs:  # never leave a rank waiting for the other behind
+            p.kill()
+        pytest.fail("a rank ran over 300 s: " + " | ".join(p.communicate()[0][-1500:] for p in procs))
     codes = [p.returncode for p in procs]
     tails = "\n".join(f"--- rank {r}:\n{log[-2500:]}" for r, log in enumerate(logs))
     assert codes == [0, 0], f"exit codes {codes}:\n{tails}"

@@ -136,8 +136,8 @@ def test_group_file_errors(tmp_path):
 
 
 def test_plan_runs_keep_languages_together_and_cover_everything():
-    from translit_plugin.prepare.chunk_plan import plan_runs
     from translit_plugin.prepare.chunks import ChunkTask
+    from translit_plugin.prepare.parallel import plan_runs
 
     tasks = [ChunkTask(lang, "train", k, n, "s", "t", "b", None)
              for lang, n_chunks, n in (("ara_Arab", 9, 100), ("ell_Grek", 2, 100), ("kor_Hang", 1, 30))

@@ -266,6 +266,6 @@ def kept_lines(record: dict[str, Any]) -> list[int]:
 
 
 def process_run(args: tuple[list[ChunkTask], ChunkSettings]) -> list[dict[str, Any]]:
-    """Several chunks in order in one worker (see :func:`translit_plugin.prepare.chunk_plan.plan_runs`)."""
+    """Several chunks in order in one worker (see :func:`translit_plugin.prepare.parallel.plan_runs`)."""
     tasks, settings = args
     return [process_chunk((task, settings)) for task in tasks]

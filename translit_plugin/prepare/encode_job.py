@@ -106,16 +106,18 @@ def _encode_languages(jobs: list[LangJob], split: str, workers: int, progress: b
     several languages)."""
     from tqdm import tqdm
 
-    from translit_plugin.prepare.chunk_plan import pool_context
+    from translit_plugin.prepare.parallel import run_parallel
 
-    if workers > 1 and len(jobs) > 1:
-        with pool_context().Pool(min(workers, len(jobs))) as pool:
-            records = list(tqdm(pool.imap(encode_language, jobs, chunksize=1), total=len(jobs), unit="lang",
-                                desc=f"encode {split}", disable=not progress))
-            pool.close()
-            pool.join()
-        return records
-    return [encode_language(job) for job in tqdm(jobs, unit="lang", desc=f"encode {split}", disable=not progress)]
+    records: list[dict[str, Any]] = []
+
+    def collect(record: dict[str, Any], bar) -> None:
+        records.append(record)
+        bar.update(1)
+
+    run_parallel(encode_language, jobs, min(workers, len(jobs)),
+                 lambda: tqdm(total=len(jobs), unit="lang", desc=f"encode {split}", disable=not progress),
+                 collect, ordered=True)
+    return records
 
 
 def _assemble(jobs: list[LangJob], targets: dict[str, Path], work: Path) -> dict[str, Any]:

@@ -23,7 +23,6 @@ The command line is :mod:`translit_plugin.cli.transliterate`.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import shutil
@@ -160,7 +159,7 @@ def run_job(job: Job) -> int:
 def run_jobs(jobs: list[Job], workers: int, progress: bool) -> None:
     from tqdm import tqdm
 
-    from translit_plugin.prepare.chunk_plan import plan_runs, pool_context
+    from translit_plugin.prepare.parallel import plan_runs, run_parallel
 
     pending = [job for job in jobs if read_done(Path(job.out), job_key(job)) is None]
     logger.info("transliterate: %d chunks, %d up to date, %d to do (%d lines) with %d worker(s)", len(jobs),
@@ -168,21 +167,12 @@ def run_jobs(jobs: list[Job], workers: int, progress: bool) -> None:
     if not pending:
         return
     _transliterator(pending[0].cache_size)  # load once; forked workers inherit it
-    with tqdm(total=sum(j.n_lines for j in pending), unit="line", desc="transliterate", disable=not progress) as bar:
-        if workers <= 1:
-            for job in pending:
-                bar.update(run_job(job))
-            return
-        gc.freeze()  # workers leave the inherited uroman tables alone (no copy-on-write of every page)
-        try:
-            runs = plan_runs(pending, workers)  # consecutive chunks of one language per worker: uroman's cache hits
-            with pool_context().Pool(workers) as pool:
-                for n in pool.imap_unordered(_run_many, runs, chunksize=1):
-                    bar.update(n)
-                pool.close()
-                pool.join()
-        finally:
-            gc.unfreeze()
+    total = sum(j.n_lines for j in pending)
+    # consecutive chunks of one language per worker: uroman's cache hits
+    runs = [[job] for job in pending] if workers <= 1 else plan_runs(pending, workers)
+    run_parallel(_run_many, runs, workers,
+                 lambda: tqdm(total=total, unit="line", desc="transliterate", disable=not progress),
+                 lambda n, bar: bar.update(n))
 
 
 def _run_many(jobs: list[Job]) -> int:

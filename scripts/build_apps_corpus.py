@@ -44,6 +44,7 @@ from build_heldout_set import (  # noqa: E402
     UNSEEN,
     clean,
     english_words,
+    normalised_lines,
     normalize_line,
     read_mo,
     strip_context,
@@ -66,16 +67,10 @@ LICENCES = {
 
 def held_lines(data_dir: Path) -> set[str]:
     """Casefolded normalised lines of the dev and held-out sets (both sides)."""
-    held: set[str] = set()
     files = sorted((data_dir / "dev").glob("*.txt")) + sorted((data_dir / "heldout").glob("gettext.*"))
     if not files:
         raise FileNotFoundError(f"no dev or held-out files under {data_dir}")
-    for path in files:
-        for line in path.read_text(encoding="utf-8").split("\n"):
-            norm = normalize_line(line)
-            if norm:
-                held.add(norm.casefold())
-    return held
+    return {line.casefold() for line in normalised_lines(files)}
 
 
 def app_catalogues(root: Path, locale: str) -> dict[str, list[Path]]:

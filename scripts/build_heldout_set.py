@@ -302,17 +302,23 @@ def escape_field(text: str) -> str:
 # ----------------------------------------------------------------------------------------------------------------
 # Demo corpus (hold-apart)
 # ----------------------------------------------------------------------------------------------------------------
-def demo_lines(data_dir: Path) -> tuple[set[str], set[str], list[str]]:
-    """(normalised lines, their casefolded forms, files read) of ``train/*.txt`` and ``dev/*.txt``."""
+def normalised_lines(files: list[Path]) -> set[str]:
+    """The non-empty lines of ``files``, normalised (:func:`normalize_line`)."""
     lines: set[str] = set()
-    files = sorted((data_dir / "train").glob("*.txt")) + sorted((data_dir / "dev").glob("*.txt"))
-    if not files:
-        raise FileNotFoundError(f"no demo corpus files under {data_dir}/train or {data_dir}/dev")
     for path in files:
         for line in path.read_text(encoding="utf-8").split("\n"):
             norm = normalize_line(line)
             if norm:
                 lines.add(norm)
+    return lines
+
+
+def demo_lines(data_dir: Path) -> tuple[set[str], set[str], list[str]]:
+    """(normalised lines, their casefolded forms, files read) of ``train/*.txt`` and ``dev/*.txt``."""
+    files = sorted((data_dir / "train").glob("*.txt")) + sorted((data_dir / "dev").glob("*.txt"))
+    if not files:
+        raise FileNotFoundError(f"no demo corpus files under {data_dir}/train or {data_dir}/dev")
+    lines = normalised_lines(files)
     return lines, {s.casefold() for s in lines}, [str(p.relative_to(data_dir.parent.parent)) for p in files]
 
 

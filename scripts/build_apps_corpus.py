@@ -48,6 +48,7 @@ from build_heldout_set import (  # noqa: E402
     normalize_line,
     read_mo,
     strip_context,
+    write_lines,
 )
 
 logger = logging.getLogger("build_apps_corpus")
@@ -144,13 +145,6 @@ def build_language(lang: str, root: Path, data_dir: Path, held: set[str], per_la
                 ", ".join(f"{app} {len(picked[app])} of {len(pools[app])}" for app in pools))
     english = [e for app in picked for _, e in picked[app]]
     return lines, english, stats
-
-
-def write_lines(path: Path, lines: list[str]) -> None:
-    for i, line in enumerate(lines):
-        if not line or "\n" in line:
-            raise AssertionError(f"{path}:{i + 1}: bad line {line!r}")
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8", newline="\n")
 
 
 def package_versions(debs: Path) -> dict[str, str]:

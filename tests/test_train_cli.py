@@ -73,7 +73,7 @@ def run_group(cmd: list[str], env: dict, timeout: int, **kw) -> subprocess.Compl
 
 
 def run(cmd: list[str], timeout: int = 300) -> str:
-    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=timeout)
+    proc = run_group(cmd, ENV, timeout)
     tail = f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     assert proc.returncode == 0, f"fairseq-train failed ({proc.returncode}):\n{tail}"
     return proc.stdout + proc.stderr
@@ -154,7 +154,7 @@ def test_hydra_recipe_runs(data, tiny_model_dir, tmp_path, group):
            "task.tokens_per_sample=128", "criterion.seq_layer=1", "optimization.max_update=2",
            "optimization.update_freq=[1]", "dataset.batch_size=8", "dataset.num_workers=0", "common.log_interval=1",
            "dataset.disable_validation=true", f"hydra.run.dir={tmp_path / 'hydra'}"]
-    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    proc = run_group(cmd, ENV, timeout=300, cwd=tmp_path)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     records = [json.loads(line.split(" - ", 1)[1]) for line in log.splitlines() if "[train_inner]" in line]

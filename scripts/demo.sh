@@ -17,10 +17,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${DEMO_OUT:-demo-out}
 UPDATES=${DEMO_UPDATES:-200}
-LR=${DEMO_LR:-3e-4}  # DEMO_UPDATES=1200 DEMO_LR=4e-4 DEMO_EVAL_SENTENCES=300: the README's goal run (see RESULTS)
+LR=${DEMO_LR:-3e-4}  # DEMO_UPDATES=2400 DEMO_LR=4e-4 DEMO_EVAL_SENTENCES=300 + DEMO_TRAIN below: the goal run (RESULTS (I))
 EVAL_SENTENCES=${DEMO_EVAL_SENTENCES:-100}
 ROMANISATIONS=${DEMO_ROMANISATIONS:-uroman}  # "uroman anyascii": also a romanisation the training never used
-TRAIN=${DEMO_TRAIN:-examples/data/train}  # examples/data/train-apps: Chromium + LibreOffice, VLC, Cinnamon (run H)
+TRAIN=${DEMO_TRAIN:-examples/data/train}  # examples/data/train-apps: Chromium + LibreOffice, VLC, Cinnamon (runs H, I)
 BIN=.venv/bin
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} TOKENIZERS_PARALLELISM=false
 rm -rf "$OUT"

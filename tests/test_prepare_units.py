@@ -150,3 +150,4 @@ def test_plan_runs_keep_languages_together_and_cover_everything():
         assert [t.index for t in run] == list(range(run[0].index, run[0].index + len(run)))  # consecutive
     sizes = [sum(t.n_lines for t in run) for run in runs]
     assert sizes == sorted(sizes, reverse=True)  # largest first
+    assert plan_runs(tasks, workers=1) == [[t] for t in tasks]  # one worker: each chunk alone, in order

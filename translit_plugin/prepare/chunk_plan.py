@@ -68,6 +68,6 @@ def run_chunks(tasks: list[ChunkTask], settings: ChunkSettings, workers: int, pr
             records[f"{rec['lang']}/{chunk_name(rec['split'], rec['index'])}"] = rec
             bar.update(rec["lines"])
 
-    runs = [[task] for task in pending] if workers <= 1 else plan_runs(pending, workers)
+    runs = plan_runs(pending, workers)
     run_parallel(process_run, [(run, settings) for run in runs], workers, progress_bar, collect)
     return records

@@ -29,13 +29,16 @@ def pool_context() -> mp.context.BaseContext:
 
 
 def plan_runs(pending: list[C], workers: int) -> list[list[C]]:
-    """Group chunks into runs of consecutive chunks of one language, largest runs first.
+    """Group chunks into runs of consecutive chunks of one language, largest runs first (with one worker: every chunk
+    its own run, in order, since nothing runs beside it).
 
     A worker processes a run in one go, so its uroman token cache sees a whole stretch of one language (two workers
     that each see every other chunk of a language spend ~20% more CPU than one, on the demo corpus).  Runs hold at
     most ``ceil(n_chunks / (4 * workers))`` chunks, so there are enough of them to balance the load; ordering them
     largest first (LPT scheduling) keeps the last worker from finishing long after the others.
     """
+    if workers <= 1:
+        return [[task] for task in pending]
     limit = max(1, math.ceil(len(pending) / (4 * workers)))
     runs: list[list[C]] = []
     for task in pending:
@@ -44,8 +47,6 @@ def plan_runs(pending: list[C], workers: int) -> list[list[C]]:
         else:
             runs.append([task])
     return sorted(runs, key=lambda run: -sum(t.n_lines for t in run))
-
-
 
 
 def run_parallel(fn: Callable[[Any], T], items: Iterable[Any], workers: int, progress_bar: Callable[[], Any],

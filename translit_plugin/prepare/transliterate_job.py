@@ -169,7 +169,7 @@ def run_jobs(jobs: list[Job], workers: int, progress: bool) -> None:
     _transliterator(pending[0].cache_size)  # load once; forked workers inherit it
     total = sum(j.n_lines for j in pending)
     # consecutive chunks of one language per worker: uroman's cache hits
-    runs = [[job] for job in pending] if workers <= 1 else plan_runs(pending, workers)
+    runs = plan_runs(pending, workers)
     run_parallel(_run_many, runs, workers,
                  lambda: tqdm(total=total, unit="line", desc="transliterate", disable=not progress),
                  lambda n, bar: bar.update(n))
